@@ -1,0 +1,2 @@
+//! pipgate: an authenticating, caching PyPI simple-index proxy.
+pub mod pypi;

@@ -1,0 +1,234 @@
+//! PEP 691 JSON: parse upstream pages, render client pages.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use url::Url;
+
+use super::{API_VERSION, PageError, ProjectList, ProjectPage, absolute_url};
+
+/// Parses a JSON project page fetched from `base`, resolving file URLs against it.
+pub fn parse_project_json(
+    body: &[u8],
+    base: &Url,
+    project: &str,
+) -> Result<ProjectPage, PageError> {
+    let mut page: ProjectPage = serde_json::from_slice(body)?;
+    check_api_version(&page.meta.api_version)?;
+    for file in &mut page.files {
+        let (url, fragment_hash) =
+            absolute_url(base, &file.url).map_err(|source| PageError::BadUrl {
+                filename: file.filename.clone(),
+                url: file.url.clone(),
+                source,
+            })?;
+        file.url = url;
+        if let Some((name, digest)) = fragment_hash {
+            file.hashes.entry(name).or_insert(digest);
+        }
+        if let Some(provenance) = &file.provenance {
+            file.provenance = base.join(provenance).ok().map(String::from);
+        }
+    }
+    page.finish_parse(project);
+    Ok(page)
+}
+
+/// Renders a project page as PEP 691 JSON with pipgate's api-version.
+pub fn render_project_json(page: &ProjectPage) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Rendered<'a> {
+        meta: RenderedMeta<'a>,
+        #[serde(flatten)]
+        page: &'a ProjectPage,
+    }
+    let rendered = Rendered {
+        meta: RenderedMeta::new(&page.meta.extra),
+        page,
+    };
+    serde_json::to_vec(&rendered).expect("a page model always serializes")
+}
+
+/// Parses a JSON root page (the list of projects).
+pub fn parse_root_json(body: &[u8]) -> Result<ProjectList, PageError> {
+    #[derive(Deserialize)]
+    struct Root {
+        #[serde(default)]
+        meta: Option<super::Meta>,
+        projects: Vec<Entry>,
+    }
+    #[derive(Deserialize)]
+    struct Entry {
+        name: String,
+    }
+    let root: Root = serde_json::from_slice(body)?;
+    if let Some(meta) = &root.meta {
+        check_api_version(&meta.api_version)?;
+    }
+    Ok(ProjectList {
+        names: root.projects.into_iter().map(|p| p.name).collect(),
+    })
+}
+
+/// Renders the root page as PEP 691 JSON.
+pub fn render_root_json(list: &ProjectList) -> Vec<u8> {
+    #[derive(Serialize)]
+    struct Root<'a> {
+        meta: RenderedMeta<'a>,
+        projects: Vec<Entry<'a>>,
+    }
+    #[derive(Serialize)]
+    struct Entry<'a> {
+        name: &'a str,
+    }
+    let empty = Map::new();
+    let root = Root {
+        meta: RenderedMeta::new(&empty),
+        projects: list.names.iter().map(|name| Entry { name }).collect(),
+    };
+    serde_json::to_vec(&root).expect("a project list always serializes")
+}
+
+#[derive(Serialize)]
+struct RenderedMeta<'a> {
+    #[serde(rename = "api-version")]
+    api_version: &'static str,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+impl<'a> RenderedMeta<'a> {
+    fn new(extra: &'a Map<String, Value>) -> Self {
+        RenderedMeta {
+            api_version: API_VERSION,
+            extra,
+        }
+    }
+}
+
+/// PEP 629: a client must refuse a major version it does not know.
+fn check_api_version(version: &str) -> Result<(), PageError> {
+    match version.split('.').next() {
+        Some("1") => Ok(()),
+        _ => Err(PageError::UnsupportedVersion(version.to_owned())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pypi::simple::{CoreMetadata, Yanked};
+
+    fn base() -> Url {
+        Url::parse("https://upstream.test/simple/acme-core/").unwrap()
+    }
+
+    const PAGE: &str = r#"{
+        "meta": {"api-version": "1.3", "_last-serial": 42},
+        "name": "acme-core",
+        "files": [
+            {"filename": "acme_core-1.0-py3-none-any.whl", "url": "../../files/acme_core-1.0-py3-none-any.whl",
+             "hashes": {"sha256": "aa"}, "requires-python": ">=3.8", "yanked": "broken build",
+             "dist-info-metadata": {"sha256": "bb"}, "size": 10, "upload-time": "2024-01-01T00:00:00Z",
+             "provenance": "https://upstream.test/prov/1", "future-file-key": [1, 2]},
+            {"filename": "acme_core-1.1.tar.gz", "url": "https://files.test/acme_core-1.1.tar.gz#sha256=cc",
+             "hashes": {}, "core-metadata": true, "gpg-sig": false, "yanked": false}
+        ],
+        "versions": ["1.0", "1.1"],
+        "project-status": {"status": "archived", "reason": "moved"},
+        "tracks": ["https://pypi.org/simple/acme-core/"],
+        "future-project-key": {"x": 1}
+    }"#;
+
+    #[test]
+    fn parses_every_field_and_keeps_unknown_keys() {
+        let page = parse_project_json(PAGE.as_bytes(), &base(), "acme-core").unwrap();
+        let wheel = &page.files[0];
+        assert_eq!(
+            wheel.url,
+            "https://upstream.test/files/acme_core-1.0-py3-none-any.whl"
+        );
+        assert_eq!(wheel.yanked, Yanked::Reason("broken build".into()));
+        assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
+        let bb = CoreMetadata::Hashes([("sha256".to_owned(), "bb".to_owned())].into());
+        assert_eq!(
+            wheel.core_metadata,
+            Some(bb.clone()),
+            "legacy spelling is read"
+        );
+        assert_eq!(wheel.dist_info_metadata, Some(bb));
+        assert_eq!(wheel.size, Some(10));
+        assert_eq!(wheel.extra["future-file-key"], serde_json::json!([1, 2]));
+        let sdist = &page.files[1];
+        assert_eq!(
+            sdist.hashes["sha256"], "cc",
+            "fragment hash moves into hashes"
+        );
+        assert_eq!(sdist.url, "https://files.test/acme_core-1.1.tar.gz");
+        assert_eq!(sdist.gpg_sig, Some(false));
+        assert_eq!(page.project_status.as_ref().unwrap().status, "archived");
+        assert_eq!(page.meta.extra["_last-serial"], 42);
+        assert_eq!(
+            page.extra["future-project-key"],
+            serde_json::json!({"x": 1})
+        );
+    }
+
+    #[test]
+    fn round_trip_keeps_fields_and_speaks_1_4() {
+        let page = parse_project_json(PAGE.as_bytes(), &base(), "acme-core").unwrap();
+        let rendered: Value = serde_json::from_slice(&render_project_json(&page)).unwrap();
+        assert_eq!(rendered["meta"]["api-version"], "1.4");
+        assert_eq!(rendered["meta"]["_last-serial"], 42);
+        assert_eq!(
+            rendered["files"][0]["core-metadata"],
+            serde_json::json!({"sha256": "bb"})
+        );
+        assert_eq!(
+            rendered["files"][0]["dist-info-metadata"],
+            serde_json::json!({"sha256": "bb"})
+        );
+        assert_eq!(rendered["files"][0]["yanked"], "broken build");
+        assert_eq!(
+            rendered["files"][0]["future-file-key"],
+            serde_json::json!([1, 2])
+        );
+        assert!(
+            rendered["files"][1].get("yanked").is_none(),
+            "false yanked is omitted"
+        );
+        assert_eq!(rendered["project-status"]["reason"], "moved");
+        assert_eq!(rendered["future-project-key"], serde_json::json!({"x": 1}));
+        let reparsed =
+            parse_project_json(&render_project_json(&page), &base(), "acme-core").unwrap();
+        assert_eq!(reparsed.files, page.files);
+    }
+
+    #[test]
+    fn rejects_bodies_that_are_not_pages() {
+        assert!(parse_project_json(b"<html></html>", &base(), "acme-core").is_err());
+        assert!(
+            parse_project_json(
+                br#"{"meta":{"api-version":"1.0"},"name":"x"}"#,
+                &base(),
+                "x"
+            )
+            .is_err()
+        );
+        let v2 = br#"{"meta":{"api-version":"2.0"},"name":"x","files":[]}"#;
+        assert!(matches!(
+            parse_project_json(v2, &base(), "x"),
+            Err(PageError::UnsupportedVersion(_))
+        ));
+    }
+
+    #[test]
+    fn root_round_trip() {
+        let list = parse_root_json(
+            br#"{"meta":{"api-version":"1.0"},"projects":[{"name":"a"},{"name":"B_c"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(list.names, ["a", "B_c"]);
+        let rendered: Value = serde_json::from_slice(&render_root_json(&list)).unwrap();
+        assert_eq!(rendered["projects"][1]["name"], "B_c");
+    }
+}

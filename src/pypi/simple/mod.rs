@@ -1,0 +1,283 @@
+//! The simple-API page model (PEP 503, 691, 592, 658/714, 700, 708, 740, 792).
+//!
+//! Upstream pages, HTML or JSON, are parsed into these types; client pages are rendered from
+//! them, never copied from upstream. Every field a client may use passes through, and unknown
+//! JSON keys are kept in `extra` maps so a newer upstream's additions survive the round trip.
+//!
+//! Parsed URLs are absolute (resolved against the page's URL, or its `<base href>`), with the
+//! hash fragment moved into `hashes`: the rest of pipgate never resolves URLs again.
+
+mod filename;
+mod html;
+mod json;
+
+pub use filename::version_from_filename;
+pub use html::{parse_project_html, parse_root_html, render_project_html, render_root_html};
+pub use json::{parse_project_json, parse_root_json, render_project_json, render_root_json};
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The API version pipgate speaks to clients.
+pub const API_VERSION: &str = "1.4";
+
+/// A hash name → hex digest map, as in `hashes` and `core-metadata`.
+pub type Hashes = BTreeMap<String, String>;
+
+/// One project's page: its files and project-level fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ProjectPage {
+    pub name: String,
+    pub files: Vec<DistFile>,
+    /// PEP 700. Derived from file names when the upstream does not send it (HTML, API 1.0).
+    #[serde(default)]
+    pub versions: Vec<String>,
+    /// PEP 792.
+    #[serde(
+        rename = "project-status",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub project_status: Option<ProjectStatus>,
+    /// PEP 708.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tracks: Vec<String>,
+    /// PEP 708.
+    #[serde(
+        rename = "alternate-locations",
+        default,
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub alternate_locations: Vec<String>,
+    /// Written by the renderers with pipgate's own api-version, hence not serialized here.
+    #[serde(default, skip_serializing)]
+    pub meta: Meta,
+    /// Top-level keys this version of pipgate does not know.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// One distribution file of a project.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DistFile {
+    pub filename: String,
+    pub url: String,
+    #[serde(default)]
+    pub hashes: Hashes,
+    #[serde(
+        rename = "requires-python",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub requires_python: Option<String>,
+    /// PEP 592: `false`, `true`, or the reason (which implies yanked).
+    #[serde(default, skip_serializing_if = "Yanked::is_no")]
+    pub yanked: Yanked,
+    /// PEP 658/714: whether (and with which hashes) a `.metadata` file sits beside this file.
+    /// Read from `core-metadata`, else the legacy `dist-info-metadata`; both always hold the
+    /// same value (see [`DistFile::unify_metadata_spellings`]) so old and new clients agree.
+    #[serde(
+        rename = "core-metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub core_metadata: Option<CoreMetadata>,
+    #[serde(
+        rename = "dist-info-metadata",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub dist_info_metadata: Option<CoreMetadata>,
+    #[serde(rename = "gpg-sig", default, skip_serializing_if = "Option::is_none")]
+    pub gpg_sig: Option<bool>,
+    /// PEP 700.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<u64>,
+    /// PEP 700.
+    #[serde(
+        rename = "upload-time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub upload_time: Option<String>,
+    /// PEP 740: URL of the provenance object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<String>,
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// PEP 592 yank state: `false`, `true`, or a reason (which implies yanked).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Yanked {
+    Flag(bool),
+    Reason(String),
+}
+
+impl Default for Yanked {
+    fn default() -> Self {
+        Yanked::Flag(false)
+    }
+}
+
+impl Yanked {
+    pub fn is_no(&self) -> bool {
+        matches!(self, Yanked::Flag(false))
+    }
+}
+
+/// The page's `meta` object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Meta {
+    #[serde(rename = "api-version")]
+    pub api_version: String,
+    /// Other keys (for example PyPI's `_last-serial`).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl Default for Meta {
+    fn default() -> Self {
+        Meta {
+            api_version: "1.0".to_owned(),
+            extra: Map::new(),
+        }
+    }
+}
+
+/// PEP 658 metadata availability: a bare flag, or the hashes of the metadata file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum CoreMetadata {
+    Flag(bool),
+    Hashes(Hashes),
+}
+
+impl CoreMetadata {
+    pub fn is_available(&self) -> bool {
+        !matches!(self, CoreMetadata::Flag(false))
+    }
+}
+
+/// PEP 792 project status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProjectStatus {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// The root page: the names of all projects an index holds.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProjectList {
+    pub names: Vec<String>,
+}
+
+/// Why an upstream body is not a simple page.
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    #[error("invalid JSON simple page: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("invalid HTML simple page: {0}")]
+    Html(String),
+    #[error("file {filename:?} has an invalid URL {url:?}: {source}")]
+    BadUrl {
+        filename: String,
+        url: String,
+        source: url::ParseError,
+    },
+    #[error("the page declares api-version {0:?}; only major version 1 is understood")]
+    UnsupportedVersion(String),
+}
+
+impl DistFile {
+    /// Makes `core-metadata` and `dist-info-metadata` agree (PEP 714: the new key wins).
+    fn unify_metadata_spellings(&mut self) {
+        if self.core_metadata.is_none() {
+            self.core_metadata = self.dist_info_metadata.take();
+        }
+        self.dist_info_metadata = self.core_metadata.clone();
+    }
+
+    /// Whether a PEP 658 `.metadata` file is offered for this file.
+    pub fn has_metadata(&self) -> bool {
+        self.core_metadata
+            .as_ref()
+            .is_some_and(CoreMetadata::is_available)
+    }
+}
+
+impl ProjectPage {
+    /// The file with this exact name, if the page lists it.
+    pub fn file(&self, filename: &str) -> Option<&DistFile> {
+        self.files.iter().find(|f| f.filename == filename)
+    }
+
+    /// Fills `versions` from file names when the upstream did not send any (PEP 700 requires
+    /// the key from API 1.1 on, and pipgate answers 1.4).
+    fn finish_parse(&mut self, project: &str) {
+        for file in &mut self.files {
+            file.unify_metadata_spellings();
+        }
+        self.derive_versions_if_missing(project);
+    }
+
+    fn derive_versions_if_missing(&mut self, project: &str) {
+        if !self.versions.is_empty() {
+            return;
+        }
+        for file in &self.files {
+            if let Some(version) = version_from_filename(project, &file.filename) {
+                if !self.versions.iter().any(|v| v == version) {
+                    self.versions.push(version.to_owned());
+                }
+            }
+        }
+    }
+}
+
+/// Resolves `href` against `base` and splits off a `#name=digest` fragment into a hash.
+fn absolute_url(
+    base: &url::Url,
+    href: &str,
+) -> Result<(String, Option<(String, String)>), url::ParseError> {
+    let mut url = base.join(href)?;
+    let hash = url.fragment().and_then(|fragment| {
+        let (name, digest) = fragment.split_once('=')?;
+        (!name.is_empty() && !digest.is_empty())
+            .then(|| (name.to_ascii_lowercase(), digest.to_ascii_lowercase()))
+    });
+    url.set_fragment(None);
+    Ok((url.into(), hash))
+}
+
+/// The hash to put in an HTML link fragment: sha256 when present, else the first one.
+fn preferred_hash(hashes: &Hashes) -> Option<(&str, &str)> {
+    hashes
+        .get_key_value("sha256")
+        .or_else(|| hashes.iter().next())
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+}
+
+/// The last path segment of a URL, percent-decoded: PEP 503 says the link text is the file
+/// name, and that name must match the URL's last segment; the URL cannot carry markup.
+fn filename_from_url(url: &str) -> Option<String> {
+    let parsed = url::Url::parse(url).ok()?;
+    let segment = parsed.path_segments()?.next_back()?;
+    let decoded = percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()?;
+    (!decoded.is_empty()).then(|| decoded.into_owned())
+}
+
+/// Whether a file name is safe to serve under `/files/{project}/{filename}`.
+pub fn is_safe_filename(filename: &str) -> bool {
+    !filename.is_empty()
+        && filename != "."
+        && filename != ".."
+        && !filename.contains(['/', '\\'])
+        && !filename.chars().any(char::is_control)
+}
