@@ -1,0 +1,350 @@
+//! Reading, overlaying, deserializing and checking the config.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::env::{self, Environment, Overlay};
+use super::model::{AuthConfig, Config, SecretSource};
+use crate::pypi::name::normalize_pattern;
+
+/// The config pipgate runs when no file is given.
+pub const DEFAULT_CONFIG: &str = include_str!("default.toml");
+
+/// Where the config text comes from.
+#[derive(Debug, Clone)]
+pub enum ConfigSource {
+    File(PathBuf),
+    Embedded,
+}
+
+impl fmt::Display for ConfigSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigSource::File(path) => write!(f, "{}", path.display()),
+            ConfigSource::Embedded => f.write_str("the embedded default config"),
+        }
+    }
+}
+
+/// A config that cannot be used, with where and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// The file, or the environment variable that set the key.
+    pub origin: String,
+    /// The key, as `upstream[0].url`, when the error has one.
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.key {
+            Some(key) => write!(f, "{}: key `{key}`: {}", self.origin, self.message),
+            None => write!(f, "{}: {}", self.origin, self.message),
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Reads the config from `source`, applies `PIPGATE_*` overlays from `env`, and checks it.
+pub fn load(source: &ConfigSource, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let text = match source {
+        ConfigSource::File(path) => std::fs::read_to_string(path).map_err(|e| ConfigError {
+            origin: source.to_string(),
+            key: None,
+            message: format!("cannot read the config file: {e}"),
+        })?,
+        ConfigSource::Embedded => DEFAULT_CONFIG.to_owned(),
+    };
+    let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError {
+        origin: source.to_string(),
+        key: None,
+        message: format!("not valid TOML: {}", e.to_string().trim_end()),
+    })?;
+    let overlays = env::overlays(env);
+    for overlay in &overlays {
+        set_path(&mut table, &overlay.path, overlay_value(&overlay.value)).map_err(|message| {
+            ConfigError {
+                origin: format!("environment variable {}", overlay.variable),
+                key: Some(env::display_path(&overlay.path)),
+                message,
+            }
+        })?;
+    }
+    let errors = Errors {
+        source,
+        overlays: &overlays,
+    };
+    let mut config: Config =
+        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+            let key = e.path().to_string();
+            errors.at(&key, e.into_inner().to_string())
+        })?;
+    check(&mut config, env, &errors)?;
+    Ok(config)
+}
+
+/// Builds errors that name the environment variable when one set the key, else the file.
+struct Errors<'a> {
+    source: &'a ConfigSource,
+    overlays: &'a [Overlay],
+}
+
+impl Errors<'_> {
+    fn at(&self, key: &str, message: impl Into<String>) -> ConfigError {
+        let from_env = self.overlays.iter().rev().find(|o| {
+            let set = env::display_path(&o.path);
+            key == set || key.starts_with(&format!("{set}.")) || key.starts_with(&format!("{set}["))
+        });
+        ConfigError {
+            origin: match from_env {
+                Some(overlay) => format!(
+                    "environment variable {} (over {})",
+                    overlay.variable, self.source
+                ),
+                None => self.source.to_string(),
+            },
+            key: Some(key.to_owned()),
+            message: message.into().trim_end().to_owned(),
+        }
+    }
+}
+
+/// Meaning checks that types alone cannot make, plus small normalizations.
+fn check(
+    config: &mut Config,
+    env: &dyn Environment,
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    if config.upstreams.is_empty() {
+        return Err(errors.at("upstream", "at least one [[upstream]] is required"));
+    }
+    for (i, upstream) in config.upstreams.iter_mut().enumerate() {
+        let key = |field: &str| format!("upstream[{i}].{field}");
+        let name_ok = !upstream.name.is_empty()
+            && upstream
+                .name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+        if !name_ok {
+            return Err(errors.at(
+                &key("name"),
+                format!(
+                    "{:?} is not a valid upstream name: use lowercase letters, digits, '-' and '_'",
+                    upstream.name
+                ),
+            ));
+        }
+        let url = &mut upstream.url;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(errors.at(
+                &key("url"),
+                format!(
+                    "scheme {:?} is not supported: use https (or http)",
+                    url.scheme()
+                ),
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            // Never echo the URL: it holds a credential.
+            return Err(errors.at(
+                &key("url"),
+                "the URL holds a credential; remove it and set `auth` instead",
+            ));
+        }
+        if url.query().is_some() || url.fragment().is_some() {
+            return Err(errors.at(
+                &key("url"),
+                "an index URL takes no query string or fragment",
+            ));
+        }
+        if !url.path().ends_with('/') {
+            let path = format!("{}/", url.path());
+            url.set_path(&path);
+        }
+        if let Some(auth) = &upstream.auth {
+            check_auth(auth, env, &key("auth"), errors)?;
+        }
+    }
+    for (i, a) in config.upstreams.iter().enumerate() {
+        if config.upstreams[..i].iter().any(|b| b.name == a.name) {
+            return Err(errors.at(
+                &format!("upstream[{i}].name"),
+                format!("upstream name {:?} is used twice", a.name),
+            ));
+        }
+    }
+    for (i, route) in config.routes.iter_mut().enumerate() {
+        if !config.upstreams.iter().any(|u| u.name == route.upstream) {
+            let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+            return Err(errors.at(
+                &format!("route[{i}].upstream"),
+                format!(
+                    "no upstream is named {:?} (known: {})",
+                    route.upstream,
+                    names.join(", ")
+                ),
+            ));
+        }
+        if route.projects.is_empty() {
+            return Err(errors.at(
+                &format!("route[{i}].projects"),
+                "a route needs at least one project pattern",
+            ));
+        }
+        for (j, pattern) in route.projects.iter_mut().enumerate() {
+            *pattern = normalize_pattern(pattern).map_err(|e| {
+                errors.at(
+                    &format!("route[{i}].projects[{j}]"),
+                    format!("{pattern:?}: {e}"),
+                )
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn check_auth(
+    auth: &AuthConfig,
+    env: &dyn Environment,
+    key: &str,
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    let (kind, fields, source) = match auth {
+        AuthConfig::Basic(basic) => (
+            "basic",
+            "password, password_env or password_file",
+            basic.password_source(),
+        ),
+        AuthConfig::Bearer(bearer) => (
+            "bearer",
+            "token, token_env or token_file",
+            bearer.token_source(),
+        ),
+    };
+    let key = format!("{key}.{kind}");
+    match source {
+        None => Err(errors.at(&key, format!("give exactly one of {fields}"))),
+        Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => Err(errors
+            .at(
+                &key,
+                format!("environment variable {var} is not set or empty"),
+            )),
+        Some(SecretSource::File(path)) => read_secret_file(&path)
+            .map(drop)
+            .map_err(|m| errors.at(&key, m)),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Reads a secret file, trimming one trailing newline (as `kubectl create secret` files have).
+pub fn read_secret_file(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
+    let value = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(&text);
+    if value.is_empty() {
+        return Err(format!("secret file {} is empty", path.display()));
+    }
+    Ok(value.to_owned())
+}
+
+/// An overlay value: inline arrays and tables, integers and booleans parse as TOML; anything
+/// else is a string (quote it, `'"123"'`, to force a string that looks like a number).
+fn overlay_value(raw: &str) -> toml::Value {
+    let trimmed = raw.trim();
+    let looks_typed = trimmed.starts_with(['[', '{', '"', '\''])
+        || trimmed == "true"
+        || trimmed == "false"
+        || trimmed.parse::<i64>().is_ok();
+    if looks_typed {
+        if let Ok(mut table) = toml::from_str::<toml::Table>(&format!("v = {trimmed}")) {
+            if let Some(value) = table.remove("v") {
+                return value;
+            }
+        }
+    }
+    toml::Value::String(raw.to_owned())
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let Some((last, parents)) = path.split_last() else {
+        return Err("empty key".to_owned());
+    };
+    let mut current = toml::Value::Table(std::mem::take(table));
+    let result = set_in(&mut current, parents, last, value);
+    if let toml::Value::Table(t) = current {
+        *table = t;
+    }
+    result
+}
+
+fn set_in(
+    node: &mut toml::Value,
+    parents: &[String],
+    last: &str,
+    value: toml::Value,
+) -> Result<(), String> {
+    let Some((segment, rest)) = parents.split_first() else {
+        return match node {
+            toml::Value::Table(t) => {
+                t.insert(last.to_owned(), value);
+                Ok(())
+            }
+            toml::Value::Array(items) => {
+                let slot = array_slot(items, last, || value.clone())?;
+                *slot = value;
+                Ok(())
+            }
+            _ => Err(format!(
+                "cannot set `{last}` inside a value that is not a table or list"
+            )),
+        };
+    };
+    let next_is_index = rest
+        .first()
+        .map_or(last, String::as_str)
+        .bytes()
+        .all(|b| b.is_ascii_digit());
+    let empty = || {
+        if next_is_index {
+            toml::Value::Array(Vec::new())
+        } else {
+            toml::Value::Table(toml::Table::new())
+        }
+    };
+    let child = match node {
+        toml::Value::Table(t) => t.entry(segment.clone()).or_insert_with(empty),
+        toml::Value::Array(items) => array_slot(items, segment, empty)?,
+        _ => {
+            return Err(format!(
+                "cannot set `{segment}` inside a value that is not a table or list"
+            ));
+        }
+    };
+    set_in(child, rest, last, value)
+}
+
+/// The element at `index`, appending a new one when `index` is one past the end.
+fn array_slot<'a>(
+    items: &'a mut Vec<toml::Value>,
+    index: &str,
+    new: impl FnOnce() -> toml::Value,
+) -> Result<&'a mut toml::Value, String> {
+    let i: usize = index
+        .parse()
+        .map_err(|_| format!("`{index}` is not a list index"))?;
+    if i == items.len() {
+        items.push(new());
+    }
+    let len = items.len();
+    items
+        .get_mut(i)
+        .ok_or_else(|| format!("list index {i} skips past the end (the list has {len} entries)"))
+}
+
+#[cfg(test)]
+mod tests;

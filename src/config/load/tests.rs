@@ -1,0 +1,219 @@
+use std::io::Write;
+
+use super::*;
+use crate::config::{MapEnv, SecretSource};
+
+fn file(text: &str) -> tempfile::NamedTempFile {
+    let mut f = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+    f.write_all(text.as_bytes()).unwrap();
+    f
+}
+
+fn load_text(text: &str, env: &MapEnv) -> (Result<Config, ConfigError>, String) {
+    let f = file(text);
+    let name = f.path().display().to_string();
+    (load(&ConfigSource::File(f.path().to_owned()), env), name)
+}
+
+const TWO_UPSTREAMS: &str = r#"
+[server]
+listen = "0.0.0.0:9000"
+
+[[upstream]]
+name = "corp"
+url = "https://feed.test/simple"
+auth = { basic = { username = "ci", password_env = "CORP_PAT" } }
+
+[[upstream]]
+name = "pypi"
+url = "https://pypi.test/simple/"
+
+[[route]]
+projects = ["Acme_*", "internal-tool"]
+upstream = "corp"
+"#;
+
+#[test]
+fn embedded_default_proxies_pypi_on_loopback() {
+    let config = load(&ConfigSource::Embedded, &MapEnv::default()).unwrap();
+    assert_eq!(config.server.listen.to_string(), "127.0.0.1:8080");
+    assert_eq!(config.upstreams.len(), 1);
+    assert_eq!(config.upstreams[0].url.as_str(), "https://pypi.org/simple/");
+}
+
+#[test]
+fn a_full_file_loads_and_normalizes() {
+    let env = MapEnv::new([("CORP_PAT", "s3cret")]);
+    let (config, _) = load_text(TWO_UPSTREAMS, &env);
+    let config = config.unwrap();
+    assert_eq!(
+        config.upstreams[0].url.as_str(),
+        "https://feed.test/simple/",
+        "trailing slash added"
+    );
+    assert_eq!(config.routes[0].projects, ["acme-*", "internal-tool"]);
+    let AuthConfig::Basic(basic) = config.upstreams[0].auth.as_ref().unwrap() else {
+        panic!()
+    };
+    assert_eq!(
+        basic.password_source(),
+        Some(SecretSource::Env("CORP_PAT".into()))
+    );
+}
+
+#[test]
+fn environment_overlays_set_any_key() {
+    let env = MapEnv::new([
+        ("CORP_PAT", "s3cret"),
+        ("PIPGATE_SERVER__LISTEN", "127.0.0.1:7000"),
+        ("PIPGATE_UPSTREAM__1__TIMEOUT", "5s"),
+        ("PIPGATE_UPSTREAM__2__NAME", "mirror"),
+        ("PIPGATE_UPSTREAM__2__URL", "http://mirror.test/simple/"),
+        (
+            "PIPGATE_ROUTE",
+            r#"[{projects = ["x-*"], upstream = "mirror"}]"#,
+        ),
+    ]);
+    let config = load_text(TWO_UPSTREAMS, &env).0.unwrap();
+    assert_eq!(config.server.listen.port(), 7000);
+    assert_eq!(config.upstreams[1].timeout.as_secs(), 5);
+    assert_eq!(config.upstreams[2].name, "mirror");
+    assert_eq!(config.routes.len(), 1);
+    assert_eq!(config.routes[0].upstream, "mirror");
+}
+
+#[test]
+fn errors_name_the_file_the_key_and_what_was_expected() {
+    let env = MapEnv::new([("CORP_PAT", "s3cret")]);
+    let cases: &[(&str, &str, &str)] = &[
+        (
+            r#"[[upstream]]
+name = "pypi"
+url = "not a url""#,
+            "upstream[0].url",
+            "relative URL",
+        ),
+        (
+            r#"[[upstream]]
+name = "pypi"
+url = "https://x.test/"
+timeout = "soon""#,
+            "upstream[0].timeout",
+            "\"30s\"",
+        ),
+        (
+            r#"[[upstreams]]
+name = "x""#,
+            "upstreams",
+            "unknown field",
+        ),
+        (
+            r#"[server]
+listen = "nowhere""#,
+            "server.listen",
+            "socket address",
+        ),
+        ("", "upstream", "at least one"),
+        (
+            r#"[[upstream]]
+name = "corp"
+url = "https://user:hunter2@feed.test/simple/""#,
+            "upstream[0].url",
+            "holds a credential",
+        ),
+        (
+            r#"[[upstream]]
+name = "corp"
+url = "https://feed.test/"
+auth = { basic = { password_env = "MISSING" } }"#,
+            "upstream[0].auth.basic",
+            "MISSING is not set",
+        ),
+        (
+            r#"[[upstream]]
+name = "corp"
+url = "https://feed.test/"
+auth = { bearer = { token = "a", token_env = "CORP_PAT" } }"#,
+            "upstream[0].auth.bearer",
+            "exactly one",
+        ),
+        (
+            r#"[[upstream]]
+name = "corp"
+url = "https://feed.test/"
+[[route]]
+projects = ["acme-*"]
+upstream = "crop""#,
+            "route[0].upstream",
+            "no upstream is named \"crop\"",
+        ),
+        (
+            r#"[[upstream]]
+name = "corp"
+url = "https://feed.test/"
+[[route]]
+projects = ["acmé"]
+upstream = "corp""#,
+            "route[0].projects[0]",
+            "ASCII",
+        ),
+    ];
+    for (text, key, expected) in cases {
+        let (result, file_name) = load_text(text, &env);
+        let error = result.expect_err(text);
+        let shown = error.to_string();
+        assert_eq!(error.key.as_deref(), Some(*key), "{shown}");
+        assert!(shown.starts_with(&file_name), "{shown}");
+        assert!(
+            shown.contains(expected),
+            "{shown} should contain {expected}"
+        );
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
+}
+
+#[test]
+fn syntax_errors_give_a_line() {
+    let (result, file_name) = load_text("[server\nlisten = 1", &MapEnv::default());
+    let shown = result.unwrap_err().to_string();
+    assert!(
+        shown.starts_with(&file_name) && shown.contains("line 1"),
+        "{shown}"
+    );
+}
+
+#[test]
+fn an_error_in_an_overlay_names_the_variable() {
+    let env = MapEnv::new([
+        ("CORP_PAT", "x"),
+        ("PIPGATE_UPSTREAM__0__URL", "ftp://feed.test/"),
+    ]);
+    let error = load_text(TWO_UPSTREAMS, &env).0.unwrap_err();
+    assert!(
+        error
+            .origin
+            .starts_with("environment variable PIPGATE_UPSTREAM__0__URL"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let error = load(
+        &ConfigSource::File("/nonexistent/pipgate.toml".into()),
+        &MapEnv::default(),
+    )
+    .unwrap_err();
+    assert!(
+        error
+            .to_string()
+            .starts_with("/nonexistent/pipgate.toml: cannot read"),
+        "{error}"
+    );
+}
+
+#[test]
+fn secret_files_lose_one_trailing_newline() {
+    let f = file("token-value\n");
+    assert_eq!(read_secret_file(f.path()).unwrap(), "token-value");
+}

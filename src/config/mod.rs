@@ -1,0 +1,16 @@
+//! Typed configuration: a TOML file (or the embedded default) with `PIPGATE_*` overlays.
+//!
+//! The text is parsed once into types that cannot be wrong (`SocketAddr`, `Url`, `Duration`,
+//! normalized route patterns, resolvable secret sources); nothing downstream re-checks strings.
+//! Every error names the source (file or environment variable), the key and what was expected.
+
+mod env;
+mod load;
+mod model;
+
+pub use env::{Environment, MapEnv, ProcessEnv};
+pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load};
+pub use model::{
+    AuthConfig, BasicAuthConfig, BearerAuthConfig, Config, RouteConfig, SecretSource, ServerConfig,
+    UpstreamConfig,
+};

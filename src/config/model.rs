@@ -1,0 +1,194 @@
+//! The config's shape. Field docs give each key's meaning and default; the README lists them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use url::Url;
+
+use crate::secret::Secret;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// Upstreams in priority order: the first that has a project owns it, whole.
+    #[serde(rename = "upstream", default)]
+    pub upstreams: Vec<UpstreamConfig>,
+    /// Name patterns pinned to one upstream.
+    #[serde(rename = "route", default)]
+    pub routes: Vec<RouteConfig>,
+}
+
+/// `[server]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// Largest upstream index page accepted, in bytes. Default 64 MiB (PyPI's largest pages are
+    /// a few MiB).
+    #[serde(default = "default_max_page_bytes")]
+    pub max_page_bytes: u64,
+    /// Most requests served at once; more wait. Default 1024.
+    #[serde(default = "default_max_concurrent_requests")]
+    pub max_concurrent_requests: usize,
+    /// How long in-flight requests may finish after a shutdown signal. Default `30s`.
+    #[serde(default = "default_shutdown_grace", with = "duration")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: default_listen(),
+            max_page_bytes: default_max_page_bytes(),
+            max_concurrent_requests: default_max_concurrent_requests(),
+            shutdown_grace: default_shutdown_grace(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_max_page_bytes() -> u64 {
+    64 * 1024 * 1024
+}
+fn default_max_concurrent_requests() -> usize {
+    1024
+}
+fn default_shutdown_grace() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `[[upstream]]`
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamConfig {
+    /// Short name used in logs, errors, metrics and routes: lowercase letters, digits, `-`, `_`.
+    pub name: String,
+    /// The index root, ending in `/simple/` or similar; a missing trailing `/` is added.
+    pub url: Url,
+    /// How pipgate authenticates to this upstream. Default: no credential.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth: Option<AuthConfig>,
+    /// Deadline for connecting. Default `10s`.
+    #[serde(default = "default_connect_timeout", with = "duration")]
+    pub connect_timeout: Duration,
+    /// Deadline for an index page, and for the headers and each read of a file. Default `30s`.
+    #[serde(default = "default_timeout", with = "duration")]
+    pub timeout: Duration,
+}
+
+fn default_connect_timeout() -> Duration {
+    Duration::from_secs(10)
+}
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+
+/// `auth = { basic = { … } }` or `auth = { bearer = { … } }`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum AuthConfig {
+    Basic(BasicAuthConfig),
+    Bearer(BearerAuthConfig),
+}
+
+/// HTTP Basic: a username and a password from exactly one of `password`, `password_env`,
+/// `password_file`. An Azure DevOps PAT goes here, with any username.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BasicAuthConfig {
+    #[serde(default = "default_username")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<PathBuf>,
+}
+
+fn default_username() -> String {
+    "pipgate".to_owned()
+}
+
+/// A bearer token from exactly one of `token`, `token_env`, `token_file`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BearerAuthConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_file: Option<PathBuf>,
+}
+
+/// Where a secret comes from, once the config is checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretSource {
+    Inline(Secret),
+    Env(String),
+    File(PathBuf),
+}
+
+impl BasicAuthConfig {
+    pub fn password_source(&self) -> Option<SecretSource> {
+        one_source(&self.password, &self.password_env, &self.password_file)
+    }
+}
+
+impl BearerAuthConfig {
+    pub fn token_source(&self) -> Option<SecretSource> {
+        one_source(&self.token, &self.token_env, &self.token_file)
+    }
+}
+
+/// The single given source, or `None` when zero or several are given.
+fn one_source(
+    inline: &Option<Secret>,
+    env: &Option<String>,
+    file: &Option<PathBuf>,
+) -> Option<SecretSource> {
+    match (inline, env, file) {
+        (Some(secret), None, None) => Some(SecretSource::Inline(secret.clone())),
+        (None, Some(var), None) => Some(SecretSource::Env(var.clone())),
+        (None, None, Some(path)) => Some(SecretSource::File(path.clone())),
+        _ => None,
+    }
+}
+
+/// `[[route]]`: projects matching any pattern resolve only through `upstream`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Project names or patterns with `*` (any run of characters), matched after PEP 503
+    /// normalization: `acme-*` also covers `Acme_Core`.
+    pub projects: Vec<String>,
+    pub upstream: String,
+}
+
+/// Durations as people write them: `30s`, `10m`, `1h 30m`.
+mod duration {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(&humantime::format_duration(*value))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+        let raw = String::deserialize(deserializer)?;
+        humantime::parse_duration(&raw).map_err(|e| {
+            serde::de::Error::custom(format!(
+                "{raw:?} is not a duration ({e}); write it like \"30s\" or \"10m\""
+            ))
+        })
+    }
+}

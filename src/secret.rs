@@ -1,0 +1,66 @@
+//! Secret strings that cannot be printed by accident.
+//!
+//! `Debug`, `Display` and `Serialize` all write `<redacted>`; the value is read only through
+//! [`Secret::expose`], at the one place that builds an `Authorization` header.
+
+use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+const REDACTED: &str = "<redacted>";
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    /// The secret value. Call only where it leaves for its own origin.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(REDACTED)
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(REDACTED)
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Secret)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rendering_is_redacted() {
+        let secret = Secret::new("canary-7f3a");
+        for shown in [
+            format!("{secret:?}"),
+            format!("{secret}"),
+            serde_json::to_string(&secret).unwrap(),
+        ] {
+            assert!(!shown.contains("canary"), "{shown}");
+        }
+        assert_eq!(secret.expose(), "canary-7f3a");
+    }
+}
