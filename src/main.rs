@@ -1,1 +1,121 @@
-fn main() {}
+//! The `pipgate` command: load the config, set up logging, serve until a signal.
+//! The only place with `anyhow` and exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use pipgate::config::{self, ConfigSource, ProcessEnv};
+
+#[derive(Parser)]
+#[command(
+    name = "pipgate",
+    version,
+    about = "An authenticating, caching PyPI simple-index proxy"
+)]
+struct Cli {
+    /// Log format.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PIPGATE_LOG_FORMAT")]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the index. Without --config, proxies https://pypi.org/simple/ on 127.0.0.1:8080.
+    Serve {
+        /// TOML config file; PIPGATE_* environment variables apply on top of it.
+        #[arg(long, env = "PIPGATE_CONFIG")]
+        config: Option<PathBuf>,
+    },
+    /// Check a config file and print the effective config (with overlays), secrets redacted.
+    CheckConfig {
+        /// TOML config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let result = match cli.command {
+        Command::Serve { config } => serve(config),
+        Command::CheckConfig { file } => check_config(file),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("pipgate: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Log level from `PIPGATE_LOG` (an `EnvFilter` directive), default `info`.
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PIPGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
+}
+
+fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
+    let source = config_file.map_or(ConfigSource::Embedded, ConfigSource::File);
+    let config = config::load(&source, &ProcessEnv)?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = pipgate::app::start(&config, &ProcessEnv).await?;
+        for upstream in &config.upstreams {
+            tracing::info!(upstream = %upstream.name, url = %upstream.url, auth = upstream.auth.is_some(), "upstream");
+        }
+        shutdown_signal().await;
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+fn check_config(file: PathBuf) -> anyhow::Result<()> {
+    let config = config::load(&ConfigSource::File(file.clone()), &ProcessEnv)?;
+    let shown = toml::to_string_pretty(&config).context("cannot print the config")?;
+    println!(
+        "# {}: valid. Effective config, secrets redacted:\n{shown}",
+        file.display()
+    );
+    Ok(())
+}
+
+/// Resolves on SIGINT or SIGTERM (Kubernetes sends SIGTERM before it kills a pod).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown signal received");
+}

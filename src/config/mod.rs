@@ -9,7 +9,7 @@ mod load;
 mod model;
 
 pub use env::{Environment, MapEnv, ProcessEnv};
-pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load};
+pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, read_secret_file};
 pub use model::{
     AuthConfig, BasicAuthConfig, BearerAuthConfig, Config, RouteConfig, SecretSource, ServerConfig,
     UpstreamConfig,

@@ -1,0 +1,72 @@
+//! Upstream credentials.
+//!
+//! Every kind of credential sits behind [`Credential`]: the upstream client asks it for an
+//! `Authorization` value before each request to the credential's own origin, and tells it when
+//! the upstream rejected that value, so token credentials can refresh. Static kinds (basic,
+//! bearer) live here; identity-provider kinds plug in behind the same trait.
+
+mod secret_value;
+mod static_kinds;
+
+pub use secret_value::SecretValue;
+pub use static_kinds::{BasicCredential, BearerCredential};
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::config::{AuthConfig, Environment};
+
+/// A boxed future, so that [`Credential`] stays object-safe.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Something that can authenticate requests to one upstream.
+pub trait Credential: Send + Sync + fmt::Debug {
+    /// The `Authorization` header value for the next request. Marked sensitive, so hyper's
+    /// HTTP/2 encoder never indexes it.
+    fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue, AuthError>>;
+
+    /// The upstream answered 401 to the value last handed out: a token credential refreshes;
+    /// a static one can do nothing. Returns whether a retry could succeed.
+    fn rejected(&self) -> bool {
+        false
+    }
+}
+
+/// A credential could not produce a value. The message never holds the secret.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AuthError {
+    #[error("environment variable {0} is not set or empty")]
+    MissingEnv(String),
+    #[error("{0}")]
+    SecretFile(String),
+    #[error("the credential holds characters not allowed in an HTTP header")]
+    NotAHeader,
+}
+
+/// Builds the credential an upstream's config names.
+pub fn from_config(
+    auth: &AuthConfig,
+    env: &dyn Environment,
+) -> Result<Arc<dyn Credential>, AuthError> {
+    Ok(match auth {
+        AuthConfig::Basic(basic) => {
+            let source = basic
+                .password_source()
+                .expect("checked when the config loaded");
+            Arc::new(BasicCredential::new(
+                basic.username.clone(),
+                SecretValue::new(source, env)?,
+            ))
+        }
+        AuthConfig::Bearer(bearer) => {
+            let source = bearer
+                .token_source()
+                .expect("checked when the config loaded");
+            Arc::new(BearerCredential::new(SecretValue::new(source, env)?))
+        }
+    })
+}

@@ -1,0 +1,117 @@
+//! The one place where errors become HTTP answers.
+//!
+//! Each answer is short plain text that says what failed and, for upstream failures, which
+//! upstream; it never holds a credential or an upstream file URL. Upstream failures are also
+//! logged here, once, with the same words.
+
+use http::{Response, StatusCode, header};
+
+use crate::body::{ResponseBody, full};
+use crate::pypi::{InvalidName, NotAcceptable, ProjectName};
+use crate::resolve::ResolveError;
+use crate::upstream::UpstreamError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("invalid project name: {0}")]
+    BadName(#[from] InvalidName),
+    #[error("{0}")]
+    NotAcceptable(#[from] NotAcceptable),
+    #[error("project {0} is not on any upstream")]
+    ProjectNotFound(ProjectName),
+    #[error("{filename:?} is not a file of project {project} on upstream {upstream:?}")]
+    FileNotListed {
+        project: ProjectName,
+        filename: String,
+        upstream: String,
+    },
+    #[error("not found")]
+    NotFound,
+    #[error("method not allowed; use GET or HEAD")]
+    MethodNotAllowed,
+    #[error("{0}")]
+    Upstream(#[from] ResolveError),
+}
+
+impl ServeError {
+    /// A failure of `upstream` while serving a file or page it owns.
+    pub fn upstream(upstream: &str, error: UpstreamError) -> Self {
+        ServeError::Upstream(ResolveError {
+            upstream: upstream.to_owned(),
+            error,
+        })
+    }
+
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ServeError::BadName(_) => StatusCode::BAD_REQUEST,
+            ServeError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
+            ServeError::ProjectNotFound(_)
+            | ServeError::FileNotListed { .. }
+            | ServeError::NotFound => StatusCode::NOT_FOUND,
+            ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ServeError::Upstream(e) => match e.error {
+                UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                UpstreamError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                _ => StatusCode::BAD_GATEWAY,
+            },
+        }
+    }
+
+    pub fn into_response(self) -> Response<ResponseBody> {
+        let status = self.status();
+        let message = self.to_string();
+        if let ServeError::Upstream(e) = &self {
+            tracing::warn!(upstream = %e.upstream, status = status.as_u16(), "{message}");
+        }
+        let mut builder = Response::builder()
+            .status(status)
+            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        if let ServeError::MethodNotAllowed = self {
+            builder = builder.header(header::ALLOW, "GET, HEAD");
+        }
+        if let ServeError::Upstream(ResolveError {
+            error: UpstreamError::Throttled {
+                retry_after: Some(s),
+            },
+            ..
+        }) = self
+        {
+            builder = builder.header(header::RETRY_AFTER, s);
+        }
+        builder
+            .body(full(format!("{message}\n")))
+            .expect("static headers are valid")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upstream_failures_map_to_gateway_statuses_and_name_the_upstream() {
+        for (error, status) in [
+            (
+                UpstreamError::Timeout(std::time::Duration::from_secs(3)),
+                StatusCode::GATEWAY_TIMEOUT,
+            ),
+            (
+                UpstreamError::Throttled {
+                    retry_after: Some(7),
+                },
+                StatusCode::SERVICE_UNAVAILABLE,
+            ),
+            (
+                UpstreamError::AuthRejected(StatusCode::UNAUTHORIZED),
+                StatusCode::BAD_GATEWAY,
+            ),
+            (UpstreamError::SignInPage, StatusCode::BAD_GATEWAY),
+        ] {
+            let response = ServeError::upstream("corp", error).into_response();
+            assert_eq!(response.status(), status);
+        }
+        let shown = ServeError::upstream("corp", UpstreamError::SignInPage).to_string();
+        assert!(shown.starts_with("upstream \"corp\""), "{shown}");
+    }
+}

@@ -1,0 +1,110 @@
+//! Routing: which handler answers which path.
+//!
+//! | path                            | answer                                          |
+//! |---------------------------------|-------------------------------------------------|
+//! | `/simple/`                      | the root page: every upstream's projects        |
+//! | `/simple/{project}/`            | the owner's project page, HTML or JSON          |
+//! | `/files/{project}/{filename}`   | a file listed on the owner's page (I8)          |
+//! | `/healthz`, `/readyz`           | liveness and readiness                          |
+//!
+//! Nothing else is served: no route fetches a URL that a client supplies.
+
+mod files;
+mod simple;
+
+use std::convert::Infallible;
+use std::time::Instant;
+
+use http::{Method, Request, Response, StatusCode, header};
+
+use crate::app::App;
+use crate::body::{ResponseBody, full};
+use crate::error::ServeError;
+
+/// Answers one request. Errors become responses here, so the service never fails.
+pub async fn handle<B>(
+    app: &App,
+    request: Request<B>,
+) -> Result<Response<ResponseBody>, Infallible> {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+    let response = route(app, &request)
+        .await
+        .unwrap_or_else(ServeError::into_response);
+    tracing::info!(
+        method = %method,
+        path = %path,
+        status = response.status().as_u16(),
+        upstream = response.headers().get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
+        ms = started.elapsed().as_millis() as u64,
+        "request"
+    );
+    Ok(response)
+}
+
+/// Names the upstream that owns what a response carries, for people debugging resolution.
+pub const UPSTREAM_HEADER: &str = "x-pipgate-upstream";
+
+async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBody>, ServeError> {
+    if request.method() != Method::GET && request.method() != Method::HEAD {
+        return Err(ServeError::MethodNotAllowed);
+    }
+    let path = request.uri().path();
+    let query = request.uri().query();
+    match path {
+        "/healthz" | "/readyz" => return Ok(text(StatusCode::OK, "ok\n")),
+        "/simple" => return Ok(redirect("simple/", query)),
+        "/simple/" => return simple::root(app, request).await,
+        _ => {}
+    }
+    if let Some(rest) = path.strip_prefix("/simple/") {
+        let (segment, slash) = match rest.strip_suffix('/') {
+            Some(segment) => (segment, true),
+            None => (rest, false),
+        };
+        if segment.contains('/') {
+            return Err(ServeError::NotFound);
+        }
+        return simple::project(app, request, segment, slash).await;
+    }
+    if let Some(rest) = path.strip_prefix("/files/") {
+        let Some((project, filename)) = rest.split_once('/') else {
+            return Err(ServeError::NotFound);
+        };
+        if filename.contains('/') {
+            return Err(ServeError::NotFound);
+        }
+        return files::file(app, request.method(), project, filename).await;
+    }
+    Err(ServeError::NotFound)
+}
+
+/// Percent-decodes one path segment; bytes that are not UTF-8 make it invalid.
+fn decode_segment(segment: &str) -> Option<String> {
+    percent_encoding::percent_decode_str(segment)
+        .decode_utf8()
+        .ok()
+        .map(|s| s.into_owned())
+}
+
+fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+    Response::builder()
+        .status(status)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full(body))
+        .expect("static headers are valid")
+}
+
+/// A permanent redirect to a location relative to the request path, keeping the query.
+fn redirect(location: &str, query: Option<&str>) -> Response<ResponseBody> {
+    let location = match query {
+        Some(q) => format!("{location}?{q}"),
+        None => location.to_owned(),
+    };
+    Response::builder()
+        .status(StatusCode::MOVED_PERMANENTLY)
+        .header(header::LOCATION, location)
+        .body(crate::body::empty())
+        .expect("a location built from a normalized name is a valid header")
+}

@@ -1,0 +1,239 @@
+//! The owner rule (I1, I2): which upstream a project's page and files come from.
+//!
+//! A project belongs to the first upstream, in config order, that answers its page with a
+//! valid page; the page is served whole from that upstream, never merged with another. A route
+//! pins matching names to one upstream, whatever the others hold. Only a definite 404/410 lets
+//! the search go on to the next upstream: any other failure of a higher upstream fails closed,
+//! because falling through to a public index is exactly how dependency confusion installs an
+//! attacker's package when the private feed has an outage or rejects the credential.
+
+use std::future::Future;
+use std::sync::Arc;
+
+use crate::pypi::ProjectName;
+use crate::pypi::simple::ProjectPage;
+use crate::upstream::{PageAnswer, Upstream, UpstreamError};
+
+/// Name patterns pinned to one upstream (by index into the upstream list).
+#[derive(Debug, Clone)]
+pub struct Route {
+    /// Normalized patterns; `*` matches any run of characters.
+    pub patterns: Vec<String>,
+    pub upstream: usize,
+}
+
+/// The owner's page.
+#[derive(Debug, Clone)]
+pub struct Owned {
+    pub upstream: Arc<Upstream>,
+    pub page: Arc<ProjectPage>,
+}
+
+/// A higher-priority upstream failed, so the lookup stopped there.
+#[derive(Debug, thiserror::Error)]
+#[error("upstream {upstream:?} {error}")]
+pub struct ResolveError {
+    pub upstream: String,
+    #[source]
+    pub error: UpstreamError,
+}
+
+/// The ordered upstreams and the routes over them.
+#[derive(Debug)]
+pub struct Resolver {
+    upstreams: Vec<Arc<Upstream>>,
+    routes: Vec<Route>,
+}
+
+impl Resolver {
+    pub fn new(upstreams: Vec<Arc<Upstream>>, routes: Vec<Route>) -> Self {
+        Resolver { upstreams, routes }
+    }
+
+    pub fn upstreams(&self) -> &[Arc<Upstream>] {
+        &self.upstreams
+    }
+
+    /// Finds the owner of `project` and its page; `Ok(None)` when every candidate said 404/410.
+    pub async fn resolve(&self, project: &ProjectName) -> Result<Option<Owned>, ResolveError> {
+        let candidates = candidates(&self.routes, self.upstreams.len(), project);
+        let found = first_owner(&candidates, |i| self.upstreams[i].fetch_page(project)).await;
+        match found {
+            Ok(Some((i, page))) => Ok(Some(Owned {
+                upstream: self.upstreams[i].clone(),
+                page: Arc::new(page),
+            })),
+            Ok(None) => Ok(None),
+            Err((i, error)) => Err(ResolveError {
+                upstream: self.upstreams[i].name().to_owned(),
+                error,
+            }),
+        }
+    }
+}
+
+/// The upstreams that may own `project`, in order: the routed one alone, or all of them.
+pub fn candidates(routes: &[Route], upstream_count: usize, project: &ProjectName) -> Vec<usize> {
+    let routed = routes.iter().find(|route| {
+        route
+            .patterns
+            .iter()
+            .any(|p| glob_match(p, project.as_str()))
+    });
+    match routed {
+        Some(route) => vec![route.upstream],
+        None => (0..upstream_count).collect(),
+    }
+}
+
+/// Asks `candidates` in order; the first page wins, the first error stops the search.
+pub async fn first_owner<F, Fut>(
+    candidates: &[usize],
+    mut fetch: F,
+) -> Result<Option<(usize, ProjectPage)>, (usize, UpstreamError)>
+where
+    F: FnMut(usize) -> Fut,
+    Fut: Future<Output = Result<PageAnswer, UpstreamError>>,
+{
+    for &i in candidates {
+        match fetch(i).await {
+            Ok(PageAnswer::Found(page)) => return Ok(Some((i, page))),
+            Ok(PageAnswer::NotFound) => continue,
+            Err(error) => return Err((i, error)),
+        }
+    }
+    Ok(None)
+}
+
+/// Matches a normalized name against a pattern where `*` is any run of characters.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let Some((first, rest)) = pattern.split_once('*') else {
+        return pattern == name;
+    };
+    let Some(mut remaining) = name.strip_prefix(first) else {
+        return false;
+    };
+    let mut parts: Vec<&str> = rest.split('*').collect();
+    let last = parts.pop().unwrap_or("");
+    for part in parts {
+        match remaining.find(part) {
+            Some(at) => remaining = &remaining[at + part.len()..],
+            None => return false,
+        }
+    }
+    remaining.len() >= last.len() && remaining.ends_with(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use http::StatusCode;
+
+    use super::*;
+    use crate::pypi::simple::Meta;
+
+    fn page(marker: &str) -> ProjectPage {
+        ProjectPage {
+            name: marker.to_owned(),
+            files: Vec::new(),
+            versions: Vec::new(),
+            project_status: None,
+            tracks: Vec::new(),
+            alternate_locations: Vec::new(),
+            meta: Meta::default(),
+            extra: Default::default(),
+        }
+    }
+
+    enum Script {
+        Page,
+        Missing,
+        Fails(StatusCode),
+    }
+
+    async fn run(
+        scripts: Vec<Script>,
+        routes: &[Route],
+        name: &str,
+    ) -> Result<Option<usize>, usize> {
+        let project = ProjectName::new(name).unwrap();
+        let by_index: HashMap<usize, Script> = scripts.into_iter().enumerate().collect();
+        let candidates = candidates(routes, by_index.len(), &project);
+        let result = first_owner(&candidates, |i| {
+            let answer = match &by_index[&i] {
+                Script::Page => Ok(PageAnswer::Found(page(&i.to_string()))),
+                Script::Missing => Ok(PageAnswer::NotFound),
+                Script::Fails(status) => Err(UpstreamError::Status(*status)),
+            };
+            async move { answer }
+        })
+        .await;
+        result
+            .map(|found| {
+                found.map(|(i, p)| {
+                    assert_eq!(p.name, i.to_string());
+                    i
+                })
+            })
+            .map_err(|(i, _)| i)
+    }
+
+    #[tokio::test]
+    async fn the_owner_rule_table() {
+        use Script::*;
+        let acme = [Route {
+            patterns: vec!["acme-*".into()],
+            upstream: 0,
+        }];
+        let cases: Vec<(Vec<Script>, &[Route], &str, Result<Option<usize>, usize>)> = vec![
+            // The first upstream that has it owns it, even if a later one has a higher version.
+            (vec![Page, Page], &[], "acme-core", Ok(Some(0))),
+            (vec![Missing, Page], &[], "six", Ok(Some(1))),
+            (vec![Missing, Missing], &[], "nothing", Ok(None)),
+            // Any failure above stops the search: never fall through to the public index.
+            (
+                vec![Fails(StatusCode::INTERNAL_SERVER_ERROR), Page],
+                &[],
+                "acme-core",
+                Err(0),
+            ),
+            (
+                vec![Fails(StatusCode::UNAUTHORIZED), Page],
+                &[],
+                "acme-core",
+                Err(0),
+            ),
+            (
+                vec![Missing, Fails(StatusCode::BAD_GATEWAY)],
+                &[],
+                "six",
+                Err(1),
+            ),
+            // A route pins the name: the private 404 is final, the public page is never asked.
+            (vec![Missing, Page], &acme, "acme-new", Ok(None)),
+            (vec![Missing, Page], &acme, "Acme_New", Ok(None)),
+            (vec![Missing, Page], &acme, "six", Ok(Some(1))),
+        ];
+        for (scripts, routes, name, expected) in cases {
+            assert_eq!(run(scripts, routes, name).await, expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn globs() {
+        for (pattern, name, expected) in [
+            ("acme-*", "acme-core", true),
+            ("acme-*", "acme", false),
+            ("*-internal", "tools-internal", true),
+            ("a*b*c", "axxbyyc", true),
+            ("a*b*c", "axxc", false),
+            ("*", "anything", true),
+            ("exact", "exact", true),
+            ("exact", "exactly", false),
+            ("a*a", "a", false),
+        ] {
+            assert_eq!(glob_match(pattern, name), expected, "{pattern} {name}");
+        }
+    }
+}

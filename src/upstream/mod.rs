@@ -1,0 +1,233 @@
+//! One upstream index: its HTTP client, its credential, and the two things pipgate asks of it,
+//! a project page and a file.
+//!
+//! Requests are built here and nowhere else, so the credential rules hold in one place (I4):
+//! the `Authorization` header goes only to the upstream's own scheme, host and port; redirects
+//! are followed by this code, not by the HTTP client, and lose the header when they leave the
+//! origin (Azure sends downloads to blob storage with a SAS URL). Client headers are never
+//! copied onto upstream requests.
+
+mod body;
+mod client;
+mod error;
+mod page;
+
+pub use body::{Expected, FileStreamError, VerifiedBody};
+pub use client::HttpClient;
+pub use error::UpstreamError;
+pub use page::PageAnswer;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::Empty;
+use hyper::body::Incoming;
+use url::Url;
+
+use crate::auth::Credential;
+
+/// Redirects followed for one request: enough for feed → blob storage, with room to spare.
+const MAX_REDIRECTS: usize = 5;
+
+/// Sent on every upstream request. Azure DevOps answers an unauthenticated request with a 401
+/// instead of a redirect to its sign-in page when it sees this; other servers ignore it.
+const AZURE_SUPPRESS_REDIRECT: (&str, &str) = ("x-tfs-fedauthredirect", "Suppress");
+
+const USER_AGENT: &str = concat!("pipgate/", env!("CARGO_PKG_VERSION"));
+
+/// An upstream index, ready to be asked.
+#[derive(Debug)]
+pub struct Upstream {
+    name: Arc<str>,
+    base: Url,
+    credential: Option<Arc<dyn Credential>>,
+    client: HttpClient,
+    timeout: Duration,
+    max_page_bytes: u64,
+}
+
+/// Settings for [`Upstream::new`].
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    pub name: String,
+    pub base: Url,
+    pub credential: Option<Arc<dyn Credential>>,
+    pub connect_timeout: Duration,
+    pub timeout: Duration,
+    pub max_page_bytes: u64,
+}
+
+/// Which request is being made, for the redirect rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Purpose {
+    /// An index page: redirects stay on the upstream's origin.
+    Page,
+    /// A file: redirects may leave the origin, without the credential.
+    File,
+}
+
+impl Upstream {
+    pub fn new(settings: UpstreamSettings) -> Result<Self, UpstreamError> {
+        let client = HttpClient::new(settings.connect_timeout)?;
+        Ok(Upstream {
+            name: settings.name.into(),
+            base: settings.base,
+            credential: settings.credential,
+            client,
+            timeout: settings.timeout,
+            max_page_bytes: settings.max_page_bytes,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn has_credential(&self) -> bool {
+        self.credential.is_some()
+    }
+
+    /// Starts a file download from `url` (taken from this upstream's page), following
+    /// redirects. The body is checked against `expected` as it streams.
+    pub async fn fetch_file(
+        &self,
+        url: &str,
+        expected: Expected,
+    ) -> Result<Response<VerifiedBody>, UpstreamError> {
+        let url = Url::parse(url).map_err(|_| UpstreamError::BadRedirect)?;
+        let (response, _) =
+            tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File))
+                .await
+                .map_err(|_| UpstreamError::Timeout(self.timeout))??;
+        let (parts, body) = response.into_parts();
+        if parts.status != StatusCode::OK {
+            return Err(page::status_error(parts.status, &parts.headers));
+        }
+        let body = VerifiedBody::new(body, self.name.clone(), expected, self.timeout);
+        Ok(Response::from_parts(parts, body))
+    }
+
+    /// Sends a GET, following redirects under the credential rules. Returns the answer and the
+    /// URL it came from.
+    async fn send(
+        &self,
+        mut url: Url,
+        accept: &'static str,
+        purpose: Purpose,
+    ) -> Result<(Response<Incoming>, Url), UpstreamError> {
+        let mut retried_auth = false;
+        let mut redirects = 0;
+        loop {
+            let with_credential = self
+                .credential
+                .as_ref()
+                .filter(|_| same_origin(&url, &self.base));
+            let mut request = Request::get(url.as_str())
+                .header(header::USER_AGENT, USER_AGENT)
+                .header(header::ACCEPT, accept)
+                .header(AZURE_SUPPRESS_REDIRECT.0, AZURE_SUPPRESS_REDIRECT.1)
+                .body(Empty::<Bytes>::new())
+                .expect("a parsed URL makes a valid request");
+            if let Some(credential) = with_credential {
+                request
+                    .headers_mut()
+                    .insert(header::AUTHORIZATION, credential.authorization().await?);
+            }
+            let response = self.client.request(request).await?;
+            let status = response.status();
+            if status == StatusCode::UNAUTHORIZED && !retried_auth {
+                if let Some(credential) = with_credential {
+                    // A token credential may refresh and deserve one more try; then fail closed.
+                    if credential.rejected() {
+                        retried_auth = true;
+                        continue;
+                    }
+                }
+            }
+            if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {
+                return Ok((response, url));
+            }
+            redirects += 1;
+            if redirects > MAX_REDIRECTS {
+                return Err(UpstreamError::TooManyRedirects(MAX_REDIRECTS));
+            }
+            let next = response
+                .headers()
+                .get(header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .ok_or(UpstreamError::BadRedirect)?;
+            if is_sign_in(&next) {
+                return Err(UpstreamError::SignInRedirect);
+            }
+            if purpose == Purpose::Page && !same_origin(&next, &self.base) {
+                return Err(UpstreamError::CrossOriginRedirect(
+                    next.host_str().unwrap_or("?").to_owned(),
+                ));
+            }
+            tracing::debug!(upstream = %self.name, host = next.host_str().unwrap_or("?"), "following a redirect");
+            url = next;
+        }
+    }
+}
+
+/// Same scheme, host and port (default ports made explicit), as browsers define an origin.
+pub fn same_origin(a: &Url, b: &Url) -> bool {
+    a.scheme() == b.scheme()
+        && a.host_str() == b.host_str()
+        && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// Azure DevOps and Entra sign-in pages: a redirect there means the credential failed.
+fn is_sign_in(url: &Url) -> bool {
+    url.path().contains("/_signin")
+        || matches!(
+            url.host_str(),
+            Some("login.microsoftonline.com" | "login.live.com" | "app.vssps.visualstudio.com")
+        )
+}
+
+/// The value of a header as text, for messages.
+fn header_text(value: Option<&HeaderValue>) -> String {
+    value.and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn origins_compare_scheme_host_and_port() {
+        let base =
+            Url::parse("https://pkgs.dev.azure.com/org/_packaging/feed/pypi/simple/").unwrap();
+        for (other, same) in [
+            ("https://pkgs.dev.azure.com/other/path", true),
+            ("https://pkgs.dev.azure.com:443/x", true),
+            ("http://pkgs.dev.azure.com/x", false),
+            ("https://pkgs.dev.azure.com:8443/x", false),
+            ("https://blob.core.windows.net/x?sig=abc", false),
+            ("https://pkgs.dev.azure.com.evil.test/x", false),
+        ] {
+            assert_eq!(
+                same_origin(&base, &Url::parse(other).unwrap()),
+                same,
+                "{other}"
+            );
+        }
+    }
+
+    #[test]
+    fn sign_in_pages_are_recognized() {
+        assert!(is_sign_in(
+            &Url::parse("https://dev.azure.com/org/_signin?realm=x").unwrap()
+        ));
+        assert!(is_sign_in(
+            &Url::parse("https://login.microsoftonline.com/common/oauth2").unwrap()
+        ));
+        assert!(!is_sign_in(
+            &Url::parse("https://pkgs.dev.azure.com/org/simple/x/").unwrap()
+        ));
+    }
+}
