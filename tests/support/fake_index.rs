@@ -1,0 +1,415 @@
+//! A fake PEP 503/691 index on 127.0.0.1 that tests can tell to misbehave. It counts requests
+//! and records the headers it saw, so tests can assert what pipgate sent.
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response};
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::body::{Frame, Incoming};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+
+use super::wheel::{Wheel, sha256_hex};
+
+/// How the index answers page requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PageMode {
+    Json,
+    Html,
+    /// Every page request gets this status with an empty body.
+    Status(u16),
+    /// 203 with a sign-in form, as Azure DevOps answers a bad credential.
+    SignIn203,
+    /// 302 to a `_signin` page.
+    SignInRedirect,
+    /// 200 with a JSON content type and a body that is not JSON.
+    Garbage,
+    /// Waits this long before answering.
+    Hang(Duration),
+}
+
+/// How the index answers file requests.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FileMode {
+    Serve,
+    /// Redirects every download to `{base}{filename}` (another origin: "blob storage").
+    RedirectTo(String),
+    /// Flips one byte in the middle.
+    CorruptByte,
+    /// Sends a Content-Length that promises more than it sends, then closes.
+    ShortBody,
+    /// Sends the first half, then resets the connection.
+    ResetMidBody,
+}
+
+#[derive(Clone, Debug)]
+pub struct FakeFile {
+    pub filename: String,
+    pub bytes: Bytes,
+    pub metadata: Option<Bytes>,
+    pub requires_python: Option<String>,
+    pub yanked: Option<String>,
+}
+
+impl From<Wheel> for FakeFile {
+    fn from(wheel: Wheel) -> Self {
+        FakeFile {
+            filename: wheel.filename,
+            bytes: wheel.bytes.into(),
+            metadata: Some(wheel.metadata.into()),
+            requires_python: None,
+            yanked: None,
+        }
+    }
+}
+
+impl FakeFile {
+    /// A real wheel file from disk, offered without PEP 658 metadata.
+    pub fn from_path(path: &std::path::Path) -> Self {
+        FakeFile {
+            filename: path.file_name().unwrap().to_string_lossy().into_owned(),
+            bytes: std::fs::read(path).unwrap().into(),
+            metadata: None,
+            requires_python: None,
+            yanked: None,
+        }
+    }
+}
+
+/// One request the index saw.
+#[derive(Clone, Debug)]
+pub struct Seen {
+    pub path: String,
+    pub headers: HeaderMap,
+}
+
+#[derive(Default)]
+struct State {
+    projects: BTreeMap<String, Vec<FakeFile>>,
+    page_mode: Option<PageMode>,
+    file_mode: Option<FileMode>,
+    basic_auth: Option<String>,
+    seen: Vec<Seen>,
+}
+
+#[derive(Clone)]
+pub struct FakeIndex {
+    pub addr: SocketAddr,
+    state: Arc<Mutex<State>>,
+    task: Arc<tokio::task::JoinHandle<()>>,
+}
+
+impl FakeIndex {
+    pub async fn start() -> FakeIndex {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let state = Arc::new(Mutex::new(State::default()));
+        let shared = state.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = shared.clone();
+                tokio::spawn(async move {
+                    let service =
+                        hyper::service::service_fn(move |req| answer(state.clone(), addr, req));
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        FakeIndex {
+            addr,
+            state,
+            task: Arc::new(task),
+        }
+    }
+
+    /// The index URL to give pipgate.
+    pub fn url(&self) -> String {
+        format!("http://{}/simple/", self.addr)
+    }
+
+    pub fn add(&self, project: &str, file: impl Into<FakeFile>) -> &Self {
+        let mut state = self.state.lock().unwrap();
+        state
+            .projects
+            .entry(project.to_owned())
+            .or_default()
+            .push(file.into());
+        self
+    }
+
+    pub fn set_page_mode(&self, mode: PageMode) {
+        self.state.lock().unwrap().page_mode = Some(mode);
+    }
+
+    pub fn set_file_mode(&self, mode: FileMode) {
+        self.state.lock().unwrap().file_mode = Some(mode);
+    }
+
+    /// Requires `Authorization: Basic base64(user:password)` on every request.
+    pub fn require_basic(&self, user: &str, password: &str) {
+        use base64::Engine;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.state.lock().unwrap().basic_auth = Some(format!("Basic {token}"));
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.state.lock().unwrap().seen.clone()
+    }
+
+    pub fn count(&self, path_prefix: &str) -> usize {
+        self.seen()
+            .iter()
+            .filter(|s| s.path.starts_with(path_prefix))
+            .count()
+    }
+
+    /// Stops answering: new connections are refused.
+    pub fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+type Body = BoxBody<Bytes, std::io::Error>;
+
+fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", content_type)
+        .body(
+            Full::new(body.into())
+                .map_err(|never| match never {})
+                .boxed(),
+        )
+        .unwrap()
+}
+
+async fn answer(
+    state: Arc<Mutex<State>>,
+    addr: SocketAddr,
+    req: Request<Incoming>,
+) -> Result<Response<Body>, Infallible> {
+    let path = req.uri().path().to_owned();
+    let (page_mode, file_mode, authorized, files) = {
+        let mut state = state.lock().unwrap();
+        state.seen.push(Seen {
+            path: path.clone(),
+            headers: req.headers().clone(),
+        });
+        let authorized = match &state.basic_auth {
+            None => true,
+            Some(expected) => req
+                .headers()
+                .get("authorization")
+                .is_some_and(|v| v == expected.as_str()),
+        };
+        let name = path
+            .trim_start_matches("/simple/")
+            .trim_end_matches('/')
+            .to_owned();
+        (
+            state.page_mode.clone().unwrap_or(PageMode::Json),
+            state.file_mode.clone().unwrap_or(FileMode::Serve),
+            authorized,
+            state.projects.get(&name).cloned(),
+        )
+    };
+    if !authorized {
+        return Ok(full(401, "text/plain", "unauthorized"));
+    }
+    if let Some(filename) = path.strip_prefix("/files/") {
+        return Ok(serve_file(&state, filename, &file_mode).await);
+    }
+    if path.starts_with("/_signin") {
+        return Ok(full(200, "text/html", "<form><input type=password></form>"));
+    }
+    if path == "/simple/" {
+        let names: Vec<String> = state.lock().unwrap().projects.keys().cloned().collect();
+        let projects: Vec<_> = names
+            .iter()
+            .map(|n| serde_json::json!({"name": n}))
+            .collect();
+        let body = serde_json::json!({"meta": {"api-version": "1.1"}, "projects": projects});
+        return Ok(full(
+            200,
+            "application/vnd.pypi.simple.v1+json",
+            body.to_string(),
+        ));
+    }
+    match page_mode {
+        PageMode::Status(code) => return Ok(full(code, "text/plain", "")),
+        PageMode::SignIn203 => {
+            return Ok(full(
+                203,
+                "text/html",
+                "<html><form action=/_signin><input type=password></form></html>",
+            ));
+        }
+        PageMode::SignInRedirect => {
+            let mut response = full(302, "text/plain", "");
+            let location = format!("http://{addr}/_signin?reason=auth");
+            response
+                .headers_mut()
+                .insert("location", location.parse().unwrap());
+            return Ok(response);
+        }
+        PageMode::Garbage => {
+            return Ok(full(
+                200,
+                "application/vnd.pypi.simple.v1+json",
+                "{not json",
+            ));
+        }
+        PageMode::Hang(delay) => tokio::time::sleep(delay).await,
+        PageMode::Json | PageMode::Html => {}
+    }
+    let Some(files) = files else {
+        return Ok(full(404, "text/plain", "not found"));
+    };
+    let name = path.trim_start_matches("/simple/").trim_end_matches('/');
+    if page_mode == PageMode::Html {
+        let mut html = String::from("<!DOCTYPE html><html><body>\n");
+        for f in &files {
+            html.push_str(&format!(
+                "<a href=\"../../files/{}#sha256={}\"",
+                f.filename,
+                sha256_hex(&f.bytes)
+            ));
+            if let Some(rp) = &f.requires_python {
+                html.push_str(&format!(
+                    " data-requires-python=\"{}\"",
+                    rp.replace('>', "&gt;").replace('<', "&lt;")
+                ));
+            }
+            if let Some(reason) = &f.yanked {
+                html.push_str(&format!(" data-yanked=\"{reason}\""));
+            }
+            if let Some(metadata) = &f.metadata {
+                html.push_str(&format!(
+                    " data-dist-info-metadata=\"sha256={}\"",
+                    sha256_hex(metadata)
+                ));
+            }
+            html.push_str(&format!(">{}</a><br>\n", f.filename));
+        }
+        html.push_str("</body></html>");
+        return Ok(full(200, "text/html; charset=utf-8", html));
+    }
+    let files: Vec<_> = files
+        .iter()
+        .map(|f| {
+            let mut entry = serde_json::json!({
+                "filename": f.filename,
+                "url": format!("../../files/{}", f.filename),
+                "hashes": {"sha256": sha256_hex(&f.bytes)},
+                "size": f.bytes.len(),
+                "upload-time": "2025-01-02T03:04:05.000000Z",
+                "yanked": f.yanked.clone().map_or(serde_json::Value::Bool(false), serde_json::Value::String),
+            });
+            if let Some(rp) = &f.requires_python {
+                entry["requires-python"] = rp.clone().into();
+            }
+            if let Some(metadata) = &f.metadata {
+                entry["core-metadata"] = serde_json::json!({"sha256": sha256_hex(metadata)});
+            }
+            entry
+        })
+        .collect();
+    let body = serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": []});
+    Ok(full(
+        200,
+        "application/vnd.pypi.simple.v1+json",
+        body.to_string(),
+    ))
+}
+
+async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) -> Response<Body> {
+    let (wanted, is_metadata) = match filename.strip_suffix(".metadata") {
+        Some(stem) => (stem, true),
+        None => (filename, false),
+    };
+    let found = state
+        .lock()
+        .unwrap()
+        .projects
+        .values()
+        .flatten()
+        .find(|f| f.filename == wanted)
+        .cloned();
+    let Some(file) = found else {
+        return full(404, "text/plain", "no such file");
+    };
+    if is_metadata {
+        return match file.metadata {
+            Some(metadata) => full(200, "text/plain", metadata),
+            None => full(404, "text/plain", "no metadata"),
+        };
+    }
+    match mode {
+        FileMode::Serve => full(200, "application/octet-stream", file.bytes),
+        FileMode::RedirectTo(base) => {
+            let mut response = full(302, "text/plain", "");
+            response.headers_mut().insert(
+                "location",
+                format!("{base}{filename}?sv=2024&sig=SAS-SECRET")
+                    .parse()
+                    .unwrap(),
+            );
+            response
+        }
+        FileMode::CorruptByte => {
+            let mut bytes = file.bytes.to_vec();
+            let middle = bytes.len() / 2;
+            bytes[middle] ^= 0xff;
+            full(200, "application/octet-stream", bytes)
+        }
+        FileMode::ShortBody | FileMode::ResetMidBody => {
+            let half = file.bytes.slice(..file.bytes.len() / 2);
+            let reset = *mode == FileMode::ResetMidBody;
+            let stream = futures_stream(half, reset);
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/octet-stream")
+                .header("content-length", file.bytes.len())
+                .body(BodyExt::boxed(StreamBody::new(stream)))
+                .unwrap()
+        }
+    }
+}
+
+/// Yields `first`, waits so that it leaves the server, then ends early (a short body) or
+/// fails (a reset).
+fn futures_stream(
+    first: Bytes,
+    reset: bool,
+) -> impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> {
+    futures_util::stream::unfold(0u8, move |step| {
+        let first = first.clone();
+        async move {
+            match step {
+                0 => Some((Ok(Frame::data(first)), 1)),
+                1 => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    reset.then(|| {
+                        (
+                            Err(std::io::Error::new(
+                                std::io::ErrorKind::ConnectionReset,
+                                "reset",
+                            )),
+                            2,
+                        )
+                    })
+                }
+                _ => None,
+            }
+        }
+    })
+}

@@ -1,0 +1,119 @@
+//! Shared test support: a fake index, a wheel builder, pipgate started in-process on
+//! 127.0.0.1:0, a small HTTP client, and the Python tools that `scripts/test.sh` installs.
+#![allow(dead_code)] // each test binary uses a different part of this module
+
+pub mod fake_index;
+pub mod python;
+pub mod wheel;
+
+use std::io::Write;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, StatusCode};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use pipgate::config::{self, ConfigSource, MapEnv};
+use pipgate::server::Server;
+
+/// pipgate running in this process.
+pub struct Pipgate {
+    pub server: Server,
+    pub base: String,
+    _config: tempfile::NamedTempFile,
+}
+
+impl Pipgate {
+    /// Starts pipgate with `toml` as its config file (its `listen` is forced to 127.0.0.1:0).
+    pub async fn start(toml: &str, env: MapEnv) -> Pipgate {
+        let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
+        file.write_all(toml.as_bytes()).unwrap();
+        let mut config = config::load(&ConfigSource::File(file.path().to_owned()), &env)
+            .expect("test config is valid");
+        config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let server = pipgate::app::start(&config, &env)
+            .await
+            .expect("pipgate starts");
+        let base = format!("http://{}", server.local_addr());
+        Pipgate {
+            server,
+            base,
+            _config: file,
+        }
+    }
+
+    /// The index URL clients use.
+    pub fn index_url(&self) -> String {
+        format!("{}/simple/", self.base)
+    }
+}
+
+/// A config with the given upstreams (name, url) in order, and extra TOML after them.
+pub fn config_for(upstreams: &[(&str, &str)], extra: &str) -> String {
+    let mut toml = String::new();
+    for (name, url) in upstreams {
+        toml.push_str(&format!(
+            "[[upstream]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"3s\"\n\n"
+        ));
+    }
+    toml.push_str(extra);
+    toml
+}
+
+/// A whole HTTP answer.
+#[derive(Debug)]
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Bytes,
+}
+
+impl Answer {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+
+    pub fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// GETs `url` with extra headers. `Err` when the body broke off (an aborted stream).
+pub async fn get(url: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+    request("GET", url, headers).await
+}
+
+pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Result<Answer, String> {
+    let client: Client<_, Empty<Bytes>> = Client::builder(TokioExecutor::new()).build_http();
+    let mut builder = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = client
+        .request(builder.body(Empty::new()).unwrap())
+        .await
+        .map_err(|e| format!("{e:?}"))?;
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map_err(|e| format!("body broke off: {e}"))?
+        .to_bytes();
+    Ok(Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    })
+}
+
+/// Accept headers that pip and uv send, verbatim.
+pub const PIP_ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+pub const HTML_ACCEPT: &str = "text/html";
