@@ -26,39 +26,27 @@ pub struct App {
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
     #[error("upstream {upstream:?}: {source}")]
-    Credential {
-        upstream: String,
-        source: crate::auth::AuthError,
-    },
+    Credential { upstream: String, source: crate::auth::AuthError },
     #[error("upstream {upstream:?}: {source}")]
-    Client {
-        upstream: String,
-        source: UpstreamError,
-    },
+    Client { upstream: String, source: UpstreamError },
     #[error("cannot listen on {addr}: {source}")]
-    Listen {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    Listen { addr: SocketAddr, source: std::io::Error },
 }
 
 /// The service hyper drives for every request.
-pub type AppService =
-    BoxCloneSyncService<Request<hyper::body::Incoming>, Response<ResponseBody>, Infallible>;
+pub type AppService = BoxCloneSyncService<Request<hyper::body::Incoming>, Response<ResponseBody>, Infallible>;
 
 impl App {
     pub fn from_config(config: &Config, env: &dyn Environment) -> Result<App, BuildError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
-            let credential = match &upstream.auth {
-                Some(auth) => Some(crate::auth::from_config(auth, env).map_err(|source| {
-                    BuildError::Credential {
-                        upstream: upstream.name.clone(),
-                        source,
-                    }
-                })?),
-                None => None,
-            };
+            let credential =
+                match &upstream.auth {
+                    Some(auth) => Some(crate::auth::from_config(auth, env).map_err(|source| {
+                        BuildError::Credential { upstream: upstream.name.clone(), source }
+                    })?),
+                    None => None,
+                };
             let built = Upstream::new(UpstreamSettings {
                 name: upstream.name.clone(),
                 base: upstream.url.clone(),
@@ -67,10 +55,7 @@ impl App {
                 timeout: upstream.timeout,
                 max_page_bytes: config.server.max_page_bytes,
             })
-            .map_err(|source| BuildError::Client {
-                upstream: upstream.name.clone(),
-                source,
-            })?;
+            .map_err(|source| BuildError::Client { upstream: upstream.name.clone(), source })?;
             upstreams.push(Arc::new(built));
         }
         let routes = config
@@ -85,9 +70,7 @@ impl App {
                     .expect("routes name known upstreams; checked when the config loaded"),
             })
             .collect();
-        Ok(App {
-            resolver: Resolver::new(upstreams, routes),
-        })
+        Ok(App { resolver: Resolver::new(upstreams, routes) })
     }
 
     /// The request stack, outermost first.
@@ -108,12 +91,7 @@ impl App {
 pub async fn start(config: &Config, env: &dyn Environment) -> Result<Server, BuildError> {
     let app = Arc::new(App::from_config(config, env)?);
     let addr = config.server.listen;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|source| BuildError::Listen { addr, source })?;
-    Ok(Server::spawn(
-        listener,
-        app.service(config),
-        config.server.shutdown_grace,
-    ))
+    let listener =
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })?;
+    Ok(Server::spawn(listener, app.service(config), config.server.shutdown_grace))
 }

@@ -12,9 +12,7 @@ pub type ResponseBody = UnsyncBoxBody<Bytes, BoxError>;
 
 /// A body of ready bytes.
 pub fn full(bytes: impl Into<Bytes>) -> ResponseBody {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed_unsync()
+    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
 }
 
 /// An empty body.

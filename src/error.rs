@@ -20,11 +20,7 @@ pub enum ServeError {
     #[error("project {0} is not on any upstream")]
     ProjectNotFound(ProjectName),
     #[error("{filename:?} is not a file of project {project} on upstream {upstream:?}")]
-    FileNotListed {
-        project: ProjectName,
-        filename: String,
-        upstream: String,
-    },
+    FileNotListed { project: ProjectName, filename: String, upstream: String },
     #[error("not found")]
     NotFound,
     #[error("method not allowed; use GET or HEAD")]
@@ -36,19 +32,16 @@ pub enum ServeError {
 impl ServeError {
     /// A failure of `upstream` while serving a file or page it owns.
     pub fn upstream(upstream: &str, error: UpstreamError) -> Self {
-        ServeError::Upstream(ResolveError {
-            upstream: upstream.to_owned(),
-            error,
-        })
+        ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error })
     }
 
     pub fn status(&self) -> StatusCode {
         match self {
             ServeError::BadName(_) => StatusCode::BAD_REQUEST,
             ServeError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ServeError::ProjectNotFound(_)
-            | ServeError::FileNotListed { .. }
-            | ServeError::NotFound => StatusCode::NOT_FOUND,
+            ServeError::ProjectNotFound(_) | ServeError::FileNotListed { .. } | ServeError::NotFound => {
+                StatusCode::NOT_FOUND
+            }
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ServeError::Upstream(e) => match e.error {
                 UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -64,24 +57,19 @@ impl ServeError {
         if let ServeError::Upstream(e) = &self {
             tracing::warn!(upstream = %e.upstream, status = status.as_u16(), "{message}");
         }
-        let mut builder = Response::builder()
-            .status(status)
-            .header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
+        let mut builder =
+            Response::builder().status(status).header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
         if let ServeError::MethodNotAllowed = self {
             builder = builder.header(header::ALLOW, "GET, HEAD");
         }
         if let ServeError::Upstream(ResolveError {
-            error: UpstreamError::Throttled {
-                retry_after: Some(s),
-            },
+            error: UpstreamError::Throttled { retry_after: Some(s) },
             ..
         }) = self
         {
             builder = builder.header(header::RETRY_AFTER, s);
         }
-        builder
-            .body(full(format!("{message}\n")))
-            .expect("static headers are valid")
+        builder.body(full(format!("{message}\n"))).expect("static headers are valid")
     }
 }
 
@@ -92,20 +80,9 @@ mod tests {
     #[test]
     fn upstream_failures_map_to_gateway_statuses_and_name_the_upstream() {
         for (error, status) in [
-            (
-                UpstreamError::Timeout(std::time::Duration::from_secs(3)),
-                StatusCode::GATEWAY_TIMEOUT,
-            ),
-            (
-                UpstreamError::Throttled {
-                    retry_after: Some(7),
-                },
-                StatusCode::SERVICE_UNAVAILABLE,
-            ),
-            (
-                UpstreamError::AuthRejected(StatusCode::UNAUTHORIZED),
-                StatusCode::BAD_GATEWAY,
-            ),
+            (UpstreamError::Timeout(std::time::Duration::from_secs(3)), StatusCode::GATEWAY_TIMEOUT),
+            (UpstreamError::Throttled { retry_after: Some(7) }, StatusCode::SERVICE_UNAVAILABLE),
+            (UpstreamError::AuthRejected(StatusCode::UNAUTHORIZED), StatusCode::BAD_GATEWAY),
             (UpstreamError::SignInPage, StatusCode::BAD_GATEWAY),
         ] {
             let response = ServeError::upstream("corp", error).into_response();

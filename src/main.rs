@@ -9,11 +9,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use pipgate::config::{self, ConfigSource, ProcessEnv};
 
 #[derive(Parser)]
-#[command(
-    name = "pipgate",
-    version,
-    about = "An authenticating, caching PyPI simple-index proxy"
-)]
+#[command(name = "pipgate", version, about = "An authenticating, caching PyPI simple-index proxy")]
 struct Cli {
     /// Log format.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text, env = "PIPGATE_LOG_FORMAT")]
@@ -63,9 +59,7 @@ fn main() -> ExitCode {
 fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PIPGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),
@@ -90,10 +84,7 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
 fn check_config(file: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&ConfigSource::File(file.clone()), &ProcessEnv)?;
     let shown = toml::to_string_pretty(&config).context("cannot print the config")?;
-    println!(
-        "# {}: valid. Effective config, secrets redacted:\n{shown}",
-        file.display()
-    );
+    println!("# {}: valid. Effective config, secrets redacted:\n{shown}", file.display());
     Ok(())
 }
 

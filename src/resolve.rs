@@ -59,27 +59,18 @@ impl Resolver {
         let candidates = candidates(&self.routes, self.upstreams.len(), project);
         let found = first_owner(&candidates, |i| self.upstreams[i].fetch_page(project)).await;
         match found {
-            Ok(Some((i, page))) => Ok(Some(Owned {
-                upstream: self.upstreams[i].clone(),
-                page: Arc::new(page),
-            })),
+            Ok(Some((i, page))) => {
+                Ok(Some(Owned { upstream: self.upstreams[i].clone(), page: Arc::from(page) }))
+            }
             Ok(None) => Ok(None),
-            Err((i, error)) => Err(ResolveError {
-                upstream: self.upstreams[i].name().to_owned(),
-                error,
-            }),
+            Err((i, error)) => Err(ResolveError { upstream: self.upstreams[i].name().to_owned(), error }),
         }
     }
 }
 
 /// The upstreams that may own `project`, in order: the routed one alone, or all of them.
 pub fn candidates(routes: &[Route], upstream_count: usize, project: &ProjectName) -> Vec<usize> {
-    let routed = routes.iter().find(|route| {
-        route
-            .patterns
-            .iter()
-            .any(|p| glob_match(p, project.as_str()))
-    });
+    let routed = routes.iter().find(|route| route.patterns.iter().any(|p| glob_match(p, project.as_str())));
     match routed {
         Some(route) => vec![route.upstream],
         None => (0..upstream_count).collect(),
@@ -90,7 +81,7 @@ pub fn candidates(routes: &[Route], upstream_count: usize, project: &ProjectName
 pub async fn first_owner<F, Fut>(
     candidates: &[usize],
     mut fetch: F,
-) -> Result<Option<(usize, ProjectPage)>, (usize, UpstreamError)>
+) -> Result<Option<(usize, Box<ProjectPage>)>, (usize, UpstreamError)>
 where
     F: FnMut(usize) -> Fut,
     Fut: Future<Output = Result<PageAnswer, UpstreamError>>,
@@ -152,17 +143,13 @@ mod tests {
         Fails(StatusCode),
     }
 
-    async fn run(
-        scripts: Vec<Script>,
-        routes: &[Route],
-        name: &str,
-    ) -> Result<Option<usize>, usize> {
+    async fn run(scripts: Vec<Script>, routes: &[Route], name: &str) -> Result<Option<usize>, usize> {
         let project = ProjectName::new(name).unwrap();
         let by_index: HashMap<usize, Script> = scripts.into_iter().enumerate().collect();
         let candidates = candidates(routes, by_index.len(), &project);
         let result = first_owner(&candidates, |i| {
             let answer = match &by_index[&i] {
-                Script::Page => Ok(PageAnswer::Found(page(&i.to_string()))),
+                Script::Page => Ok(PageAnswer::Found(Box::new(page(&i.to_string())))),
                 Script::Missing => Ok(PageAnswer::NotFound),
                 Script::Fails(status) => Err(UpstreamError::Status(*status)),
             };
@@ -182,34 +169,17 @@ mod tests {
     #[tokio::test]
     async fn the_owner_rule_table() {
         use Script::*;
-        let acme = [Route {
-            patterns: vec!["acme-*".into()],
-            upstream: 0,
-        }];
-        let cases: Vec<(Vec<Script>, &[Route], &str, Result<Option<usize>, usize>)> = vec![
+        let acme = [Route { patterns: vec!["acme-*".into()], upstream: 0 }];
+        type Case<'a> = (Vec<Script>, &'a [Route], &'a str, Result<Option<usize>, usize>);
+        let cases: Vec<Case<'_>> = vec![
             // The first upstream that has it owns it, even if a later one has a higher version.
             (vec![Page, Page], &[], "acme-core", Ok(Some(0))),
             (vec![Missing, Page], &[], "six", Ok(Some(1))),
             (vec![Missing, Missing], &[], "nothing", Ok(None)),
             // Any failure above stops the search: never fall through to the public index.
-            (
-                vec![Fails(StatusCode::INTERNAL_SERVER_ERROR), Page],
-                &[],
-                "acme-core",
-                Err(0),
-            ),
-            (
-                vec![Fails(StatusCode::UNAUTHORIZED), Page],
-                &[],
-                "acme-core",
-                Err(0),
-            ),
-            (
-                vec![Missing, Fails(StatusCode::BAD_GATEWAY)],
-                &[],
-                "six",
-                Err(1),
-            ),
+            (vec![Fails(StatusCode::INTERNAL_SERVER_ERROR), Page], &[], "acme-core", Err(0)),
+            (vec![Fails(StatusCode::UNAUTHORIZED), Page], &[], "acme-core", Err(0)),
+            (vec![Missing, Fails(StatusCode::BAD_GATEWAY)], &[], "six", Err(1)),
             // A route pins the name: the private 404 is final, the public page is never asked.
             (vec![Missing, Page], &acme, "acme-new", Ok(None)),
             (vec![Missing, Page], &acme, "Acme_New", Ok(None)),

@@ -54,11 +54,7 @@ mod tests {
     #[test]
     fn every_rendering_is_redacted() {
         let secret = Secret::new("canary-7f3a");
-        for shown in [
-            format!("{secret:?}"),
-            format!("{secret}"),
-            serde_json::to_string(&secret).unwrap(),
-        ] {
+        for shown in [format!("{secret:?}"), format!("{secret}"), serde_json::to_string(&secret).unwrap()] {
             assert!(!shown.contains("canary"), "{shown}");
         }
         assert_eq!(secret.expose(), "canary-7f3a");

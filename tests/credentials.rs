@@ -29,28 +29,18 @@ async fn private_with_basic_auth() -> (FakeIndex, Pipgate) {
 #[tokio::test]
 async fn the_upstream_gets_its_credential_and_never_the_clients() {
     let (private, pipgate) = private_with_basic_auth().await;
-    let answer = get(
-        &format!("{}acme-core/", pipgate.index_url()),
-        &[("authorization", "Bearer client-token")],
-    )
-    .await
-    .unwrap();
+    let answer =
+        get(&format!("{}acme-core/", pipgate.index_url()), &[("authorization", "Bearer client-token")])
+            .await
+            .unwrap();
     assert_eq!(answer.status, 200, "{}", answer.text());
     let seen = private.seen();
     assert!(!seen.is_empty());
     for request in seen {
-        let auth = request
-            .headers
-            .get("authorization")
-            .unwrap()
-            .to_str()
-            .unwrap();
+        let auth = request.headers.get("authorization").unwrap().to_str().unwrap();
         assert!(auth.starts_with("Basic "), "{auth}");
         assert!(!auth.contains("client-token"));
-        assert_eq!(
-            request.headers.get("x-tfs-fedauthredirect").unwrap(),
-            "Suppress"
-        );
+        assert_eq!(request.headers.get("x-tfs-fedauthredirect").unwrap(), "Suppress");
     }
 }
 
@@ -58,14 +48,9 @@ async fn the_upstream_gets_its_credential_and_never_the_clients() {
 async fn a_wrong_credential_is_an_error_that_does_not_show_it() {
     let (private, pipgate) = private_with_basic_auth().await;
     private.require_basic("ci", "another-password");
-    let answer = get(&format!("{}acme-core/", pipgate.index_url()), &[])
-        .await
-        .unwrap();
+    let answer = get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
     assert_eq!(answer.status, 502);
-    assert_eq!(
-        answer.text().trim(),
-        "upstream \"corp\" rejected the credential (HTTP 401 Unauthorized)"
-    );
+    assert_eq!(answer.text().trim(), "upstream \"corp\" rejected the credential (HTTP 401 Unauthorized)");
     assert!(!answer.text().contains(PASSWORD));
 }
 
@@ -82,22 +67,12 @@ async fn redirected_downloads_lose_the_credential_and_the_sas_stays_inside() {
     assert_eq!(answer.status, 200, "{}", answer.text());
     assert_eq!(answer.body.as_ref(), wheel.bytes.as_slice());
     for (name, value) in &answer.headers {
-        assert!(
-            !value.to_str().unwrap_or("").contains("SAS-SECRET"),
-            "{name}"
-        );
+        assert!(!value.to_str().unwrap_or("").contains("SAS-SECRET"), "{name}");
     }
     let blob_requests = blob.seen();
     assert_eq!(blob_requests.len(), 1);
-    assert!(
-        blob_requests[0].headers.get("authorization").is_none(),
-        "the credential reached another origin"
-    );
-    let to_private = private
-        .seen()
-        .into_iter()
-        .filter(|s| s.path.starts_with("/files/"))
-        .count();
+    assert!(blob_requests[0].headers.get("authorization").is_none(), "the credential reached another origin");
+    let to_private = private.seen().into_iter().filter(|s| s.path.starts_with("/files/")).count();
     assert_eq!(to_private, 1);
 }
 
@@ -105,9 +80,7 @@ async fn redirected_downloads_lose_the_credential_and_the_sas_stays_inside() {
 async fn a_page_redirect_to_another_origin_fails_closed() {
     let (private, pipgate) = private_with_basic_auth().await;
     private.set_page_mode(PageMode::SignInRedirect);
-    let answer = get(&format!("{}acme-core/", pipgate.index_url()), &[])
-        .await
-        .unwrap();
+    let answer = get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
     assert_eq!(answer.status, 502);
     assert!(answer.text().contains("sign-in"), "{}", answer.text());
 }

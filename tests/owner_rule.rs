@@ -30,20 +30,11 @@ async fn setup(extra: &str) -> Setup {
     public.add("six", wheel::build("six", "1.16.0", "public"));
     let config = config_for(&[("corp", &private.url()), ("pypi", &public.url())], extra);
     let pipgate = Pipgate::start(&config, Default::default()).await;
-    Setup {
-        private,
-        public,
-        pipgate,
-    }
+    Setup { private, public, pipgate }
 }
 
 async fn filenames(pipgate: &Pipgate, project: &str) -> (u16, Vec<String>, String) {
-    let answer = get(
-        &format!("{}{project}/", pipgate.index_url()),
-        &[("accept", PIP_ACCEPT)],
-    )
-    .await
-    .unwrap();
+    let answer = get(&format!("{}{project}/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
     if answer.status != 200 {
         return (answer.status.as_u16(), Vec::new(), answer.text());
     }
@@ -61,18 +52,10 @@ async fn the_first_upstream_that_has_a_project_owns_it_whole() {
     let s = setup("").await;
     let (status, files, owner) = filenames(&s.pipgate, "acme-core").await;
     assert_eq!((status, owner.as_str()), (200, "corp"));
-    assert_eq!(
-        files,
-        ["acme_core-1.0-py3-none-any.whl"],
-        "no attacker file mixed in"
-    );
+    assert_eq!(files, ["acme_core-1.0-py3-none-any.whl"], "no attacker file mixed in");
     let (status, files, owner) = filenames(&s.pipgate, "six").await;
     assert_eq!((status, files.len(), owner.as_str()), (200, 1, "pypi"));
-    assert_eq!(
-        s.public.count("/simple/acme-core/"),
-        0,
-        "the public index is never asked for an owned name"
-    );
+    assert_eq!(s.public.count("/simple/acme-core/"), 0, "the public index is never asked for an owned name");
 }
 
 #[tokio::test]
@@ -87,11 +70,7 @@ async fn every_failure_of_a_higher_upstream_fails_closed() {
         (PageMode::SignIn203, 502, "sign-in page"),
         (PageMode::SignInRedirect, 502, "sign-in page"),
         (PageMode::Garbage, 502, "does not parse"),
-        (
-            PageMode::Hang(Duration::from_secs(10)),
-            504,
-            "no answer within",
-        ),
+        (PageMode::Hang(Duration::from_secs(10)), 504, "no answer within"),
     ];
     for (mode, status, reason) in cases {
         let s = setup("").await;
@@ -102,11 +81,7 @@ async fn every_failure_of_a_higher_upstream_fails_closed() {
             assert!(text.starts_with("upstream \"corp\""), "{mode:?}: {text}");
             assert!(text.contains(reason), "{mode:?}: {text}");
         }
-        assert_eq!(
-            s.public.count("/simple/"),
-            0,
-            "{mode:?}: never fall through to the public index"
-        );
+        assert_eq!(s.public.count("/simple/"), 0, "{mode:?}: never fall through to the public index");
     }
 }
 
@@ -125,30 +100,17 @@ async fn a_refused_connection_fails_closed() {
 async fn a_route_pins_names_even_before_they_exist_privately() {
     let s = setup("[[route]]\nprojects = [\"acme-*\"]\nupstream = \"corp\"\n").await;
     for spelling in ["acme-new", "Acme_New", "acme.new"] {
-        let answer = get(&format!("{}{spelling}/", s.pipgate.index_url()), &[])
-            .await
-            .unwrap();
+        let answer = get(&format!("{}{spelling}/", s.pipgate.index_url()), &[]).await.unwrap();
         let final_status = if answer.status == 301 {
-            get(&format!("{}acme-new/", s.pipgate.index_url()), &[])
-                .await
-                .unwrap()
-                .status
+            get(&format!("{}acme-new/", s.pipgate.index_url()), &[]).await.unwrap().status
         } else {
             answer.status
         };
         assert_eq!(final_status, 404, "{spelling}");
     }
-    assert_eq!(
-        s.public.count("/simple/acme-new/"),
-        0,
-        "a routed name is never looked up publicly"
-    );
+    assert_eq!(s.public.count("/simple/acme-new/"), 0, "a routed name is never looked up publicly");
     let (status, _, owner) = filenames(&s.pipgate, "six").await;
-    assert_eq!(
-        (status, owner.as_str()),
-        (200, "pypi"),
-        "other names still resolve in order"
-    );
+    assert_eq!((status, owner.as_str()), (200, "pypi"), "other names still resolve in order");
 }
 
 #[tokio::test]
@@ -158,11 +120,7 @@ async fn a_public_file_cannot_be_fetched_under_a_private_name() {
     let url = format!("{}/files/acme-core/{}", s.pipgate.base, attacker.filename);
     let answer = get(&url, &[]).await.unwrap();
     assert_eq!(answer.status, 404, "{}", answer.text());
-    assert!(
-        answer.text().contains("upstream \"corp\""),
-        "{}",
-        answer.text()
-    );
+    assert!(answer.text().contains("upstream \"corp\""), "{}", answer.text());
     assert_eq!(s.public.count("/files/"), 0);
     // And when the private upstream fails, the file route fails closed too.
     s.private.set_page_mode(PageMode::Status(500));

@@ -19,18 +19,15 @@ async fn one_upstream(mode: PageMode) -> (FakeIndex, Pipgate) {
     old.requires_python = Some(">=3.8, <4".into());
     index.add("acme-core", old);
     index.add("acme-core", wheel::build("acme-core", "1.0", "public"));
-    let pipgate = Pipgate::start(
-        &config_for(&[("pypi", &index.url())], ""),
-        Default::default(),
-    )
-    .await;
+    let pipgate = Pipgate::start(&config_for(&[("pypi", &index.url())], ""), Default::default()).await;
     (index, pipgate)
 }
 
 /// The fields both formats can carry, per file, from a JSON page.
-fn fields_from_json(
-    page: &serde_json::Value,
-) -> Vec<(String, String, String, String, String, bool)> {
+/// (filename, url, sha256, requires-python, yanked reason, metadata in both spellings)
+type Fields = Vec<(String, String, String, String, String, bool)>;
+
+fn fields_from_json(page: &serde_json::Value) -> Fields {
     page["files"]
         .as_array()
         .unwrap()
@@ -52,18 +49,13 @@ fn fields_from_json(
         .collect()
 }
 
-fn fields_from_html(html: &str) -> Vec<(String, String, String, String, String, bool)> {
+fn fields_from_html(html: &str) -> Fields {
     let base = url::Url::parse("http://pipgate.test/simple/acme-core/").unwrap();
-    let page =
-        pipgate::pypi::simple::parse_project_html(html.as_bytes(), &base, "acme-core").unwrap();
+    let page = pipgate::pypi::simple::parse_project_html(html.as_bytes(), &base, "acme-core").unwrap();
     page.files
         .iter()
         .map(|f| {
-            let relative = f
-                .url
-                .strip_prefix("http://pipgate.test/")
-                .map(|p| format!("../../{p}"))
-                .unwrap();
+            let relative = f.url.strip_prefix("http://pipgate.test/").map(|p| format!("../../{p}")).unwrap();
             (
                 f.filename.clone(),
                 relative,
@@ -86,34 +78,20 @@ async fn html_and_json_carry_the_same_files_whatever_the_upstream_speaks() {
         let (_index, pipgate) = one_upstream(mode.clone()).await;
         let url = format!("{}acme-core/", pipgate.index_url());
         let json = get(&url, &[("accept", PIP_ACCEPT)]).await.unwrap();
-        assert_eq!(
-            json.header("content-type"),
-            "application/vnd.pypi.simple.v1+json"
-        );
+        assert_eq!(json.header("content-type"), "application/vnd.pypi.simple.v1+json");
         assert_eq!(json.header("vary"), "Accept");
         let json = json.json();
         assert_eq!(json["meta"]["api-version"], "1.4");
-        assert_eq!(
-            json["versions"],
-            serde_json::json!(["0.9", "1.0"]),
-            "{mode:?}"
-        );
+        assert_eq!(json["versions"], serde_json::json!(["0.9", "1.0"]), "{mode:?}");
         let html = get(&url, &[("accept", HTML_ACCEPT)]).await.unwrap();
         assert_eq!(html.header("content-type"), "text/html; charset=utf-8");
-        assert!(
-            html.text()
-                .contains(r#"<meta name="pypi:repository-version" content="1.4">"#)
-        );
+        assert!(html.text().contains(r#"<meta name="pypi:repository-version" content="1.4">"#));
 
         let from_json = fields_from_json(&json);
         assert_eq!(from_json, fields_from_html(&html.text()), "{mode:?}");
         assert_eq!(from_json.len(), 2);
         let (filename, url, _, requires_python, yanked, metadata) = &from_json[0];
-        assert_eq!(
-            url,
-            &format!("../../files/acme-core/{filename}"),
-            "file URLs point at pipgate"
-        );
+        assert_eq!(url, &format!("../../files/acme-core/{filename}"), "file URLs point at pipgate");
         assert_eq!(requires_python, ">=3.8, <4");
         assert_eq!(yanked, "broken <build>");
         assert!(metadata, "core-metadata in both spellings");
@@ -123,13 +101,8 @@ async fn html_and_json_carry_the_same_files_whatever_the_upstream_speaks() {
 #[tokio::test]
 async fn json_only_fields_pass_through() {
     let (_index, pipgate) = one_upstream(PageMode::Json).await;
-    let json = get(
-        &format!("{}acme-core/", pipgate.index_url()),
-        &[("accept", PIP_ACCEPT)],
-    )
-    .await
-    .unwrap()
-    .json();
+    let json =
+        get(&format!("{}acme-core/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap().json();
     let file = &json["files"][1];
     assert!(file["size"].as_u64().unwrap() > 100);
     assert_eq!(file["upload-time"], "2025-01-02T03:04:05.000000Z");
@@ -139,7 +112,8 @@ async fn json_only_fields_pass_through() {
 async fn negotiation_and_name_handling() {
     let (_index, pipgate) = one_upstream(PageMode::Json).await;
     let base = pipgate.index_url();
-    let cases: &[(&str, &[(&str, &str)], u16, &str)] = &[
+    type Case<'a> = (&'a str, &'a [(&'a str, &'a str)], u16, &'a str);
+    let cases: &[Case<'_>] = &[
         ("acme-core/", &[("accept", "application/json")], 406, ""),
         ("acme-core/", &[], 200, "text/html; charset=utf-8"),
         (
@@ -169,9 +143,7 @@ async fn negotiation_and_name_handling() {
             assert_eq!(answer.header("content-type"), *content_type, "{path}");
         }
     }
-    let moved = get(&format!("{base}Acme_Core/?format=text/html"), &[])
-        .await
-        .unwrap();
+    let moved = get(&format!("{base}Acme_Core/?format=text/html"), &[]).await.unwrap();
     assert_eq!(moved.header("location"), "../acme-core/?format=text/html");
     let moved = get(&format!("{base}acme.core"), &[]).await.unwrap();
     assert_eq!(moved.header("location"), "acme-core/");
@@ -179,35 +151,22 @@ async fn negotiation_and_name_handling() {
         let answer = get(&format!("{}{path}", pipgate.base), &[]).await.unwrap();
         assert_eq!(answer.status, 404, "{path}");
     }
-    let post = request("POST", &format!("{base}acme-core/"), &[])
-        .await
-        .unwrap();
+    let post = request("POST", &format!("{base}acme-core/"), &[]).await.unwrap();
     assert_eq!(post.status, 405);
 }
 
 #[tokio::test]
 async fn files_and_metadata_come_through_pipgate_verified() {
     let (index, pipgate) = one_upstream(PageMode::Json).await;
-    let page = get(
-        &format!("{}acme-core/", pipgate.index_url()),
-        &[("accept", PIP_ACCEPT)],
-    )
-    .await
-    .unwrap()
-    .json();
+    let page =
+        get(&format!("{}acme-core/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap().json();
     let expected = wheel::build("acme-core", "1.0", "public");
     let url = format!("{}/files/acme-core/{}", pipgate.base, expected.filename);
     let file = get(&url, &[]).await.unwrap();
     assert_eq!(file.status, 200);
     assert_eq!(file.body.as_ref(), expected.bytes.as_slice());
-    assert_eq!(
-        wheel::sha256_hex(&file.body),
-        page["files"][1]["hashes"]["sha256"].as_str().unwrap()
-    );
-    assert_eq!(
-        file.header("content-length"),
-        expected.bytes.len().to_string()
-    );
+    assert_eq!(wheel::sha256_hex(&file.body), page["files"][1]["hashes"]["sha256"].as_str().unwrap());
+    assert_eq!(file.header("content-length"), expected.bytes.len().to_string());
 
     let metadata = get(&format!("{url}.metadata"), &[]).await.unwrap();
     assert_eq!(metadata.status, 200);
@@ -217,19 +176,12 @@ async fn files_and_metadata_come_through_pipgate_verified() {
     let before = index.count("/files/");
     let head = request("HEAD", &url, &[]).await.unwrap();
     assert_eq!(head.status, 200);
-    assert_eq!(
-        head.header("content-length"),
-        expected.bytes.len().to_string()
-    );
+    assert_eq!(head.header("content-length"), expected.bytes.len().to_string());
     assert_eq!(index.count("/files/"), before);
 
     // A file the page does not list is not fetched, whatever its name.
-    let other = get(
-        &format!("{}/files/acme-core/evil-1.0-py3-none-any.whl", pipgate.base),
-        &[],
-    )
-    .await
-    .unwrap();
+    let other =
+        get(&format!("{}/files/acme-core/evil-1.0-py3-none-any.whl", pipgate.base), &[]).await.unwrap();
     assert_eq!(other.status, 404);
     assert_eq!(index.count("/files/evil"), 0);
 }
@@ -243,16 +195,9 @@ async fn the_root_page_lists_every_upstreams_projects() {
     public.add("acme-core", wheel::build("acme-core", "9.0", "attacker"));
     let config = config_for(&[("corp", &private.url()), ("pypi", &public.url())], "");
     let pipgate = Pipgate::start(&config, Default::default()).await;
-    let json = get(&pipgate.index_url(), &[("accept", PIP_ACCEPT)])
-        .await
-        .unwrap()
-        .json();
-    let names: Vec<&str> = json["projects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["name"].as_str().unwrap())
-        .collect();
+    let json = get(&pipgate.index_url(), &[("accept", PIP_ACCEPT)]).await.unwrap().json();
+    let names: Vec<&str> =
+        json["projects"].as_array().unwrap().iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["acme-core", "six"]);
     let html = get(&pipgate.index_url(), &[]).await.unwrap().text();
     assert!(html.contains(r#"<a href="six/">six</a>"#), "{html}");

@@ -48,24 +48,14 @@ pub enum AuthError {
 }
 
 /// Builds the credential an upstream's config names.
-pub fn from_config(
-    auth: &AuthConfig,
-    env: &dyn Environment,
-) -> Result<Arc<dyn Credential>, AuthError> {
+pub fn from_config(auth: &AuthConfig, env: &dyn Environment) -> Result<Arc<dyn Credential>, AuthError> {
     Ok(match auth {
         AuthConfig::Basic(basic) => {
-            let source = basic
-                .password_source()
-                .expect("checked when the config loaded");
-            Arc::new(BasicCredential::new(
-                basic.username.clone(),
-                SecretValue::new(source, env)?,
-            ))
+            let source = basic.password_source().expect("checked when the config loaded");
+            Arc::new(BasicCredential::new(basic.username.clone(), SecretValue::new(source, env)?))
         }
         AuthConfig::Bearer(bearer) => {
-            let source = bearer
-                .token_source()
-                .expect("checked when the config loaded");
+            let source = bearer.token_source().expect("checked when the config loaded");
             Arc::new(BearerCredential::new(SecretValue::new(source, env)?))
         }
     })

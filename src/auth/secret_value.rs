@@ -14,10 +14,7 @@ use crate::secret::Secret;
 #[derive(Debug)]
 pub enum SecretValue {
     Fixed(Secret),
-    File {
-        path: PathBuf,
-        cached: Mutex<Option<(SystemTime, Secret)>>,
-    },
+    File { path: PathBuf, cached: Mutex<Option<(SystemTime, Secret)>> },
 }
 
 impl SecretValue {
@@ -29,10 +26,7 @@ impl SecretValue {
                 Some(value) if !value.is_empty() => SecretValue::Fixed(Secret::new(value)),
                 _ => return Err(AuthError::MissingEnv(var)),
             },
-            SecretSource::File(path) => SecretValue::File {
-                path,
-                cached: Mutex::new(None),
-            },
+            SecretSource::File(path) => SecretValue::File { path, cached: Mutex::new(None) },
         };
         value.current()?;
         Ok(value)
@@ -43,23 +37,17 @@ impl SecretValue {
         match self {
             SecretValue::Fixed(secret) => Ok(secret.clone()),
             SecretValue::File { path, cached } => {
-                let modified = std::fs::metadata(path)
-                    .and_then(|m| m.modified())
-                    .map_err(|e| {
-                        AuthError::SecretFile(format!(
-                            "cannot read secret file {}: {e}",
-                            path.display()
-                        ))
-                    })?;
+                let modified = std::fs::metadata(path).and_then(|m| m.modified()).map_err(|e| {
+                    AuthError::SecretFile(format!("cannot read secret file {}: {e}", path.display()))
+                })?;
                 let mut cached = cached.lock().expect("secret cache lock");
                 if let Some((at, secret)) = cached.as_ref() {
                     if *at == modified {
                         return Ok(secret.clone());
                     }
                 }
-                let secret = Secret::new(
-                    crate::config::read_secret_file(path).map_err(AuthError::SecretFile)?,
-                );
+                let secret =
+                    Secret::new(crate::config::read_secret_file(path).map_err(AuthError::SecretFile)?);
                 *cached = Some((modified, secret.clone()));
                 Ok(secret)
             }

@@ -63,12 +63,8 @@ mod tests {
 
     #[tokio::test]
     async fn basic_encodes_user_and_password() {
-        let password =
-            SecretValue::new(SecretSource::Inline(Secret::new("pw")), &MapEnv::default()).unwrap();
-        let header = BasicCredential::new("ci".into(), password)
-            .authorization()
-            .await
-            .unwrap();
+        let password = SecretValue::new(SecretSource::Inline(Secret::new("pw")), &MapEnv::default()).unwrap();
+        let header = BasicCredential::new("ci".into(), password).authorization().await.unwrap();
         assert_eq!(header, "Basic Y2k6cHc=");
         assert!(header.is_sensitive());
         assert!(!format!("{header:?}").contains("Y2k6cHc"));
@@ -77,37 +73,26 @@ mod tests {
     #[tokio::test]
     async fn bearer_reads_env_once_and_files_on_change() {
         let env = MapEnv::new([("TOKEN", "from-env")]);
-        let from_env = BearerCredential::new(
-            SecretValue::new(SecretSource::Env("TOKEN".into()), &env).unwrap(),
-        );
+        let from_env =
+            BearerCredential::new(SecretValue::new(SecretSource::Env("TOKEN".into()), &env).unwrap());
         assert_eq!(from_env.authorization().await.unwrap(), "Bearer from-env");
 
         let mut file = tempfile::NamedTempFile::new().unwrap();
         writeln!(file, "first").unwrap();
         let path = file.path().to_owned();
-        let from_file = BearerCredential::new(
-            SecretValue::new(SecretSource::File(path.clone()), &env).unwrap(),
-        );
+        let from_file =
+            BearerCredential::new(SecretValue::new(SecretSource::File(path.clone()), &env).unwrap());
         assert_eq!(from_file.authorization().await.unwrap(), "Bearer first");
         // A rotated secret: new content and a new modification time.
         std::fs::write(&path, "second\n").unwrap();
         let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
-        std::fs::File::options()
-            .write(true)
-            .open(&path)
-            .unwrap()
-            .set_modified(later)
-            .unwrap();
+        std::fs::File::options().write(true).open(&path).unwrap().set_modified(later).unwrap();
         assert_eq!(from_file.authorization().await.unwrap(), "Bearer second");
     }
 
     #[test]
     fn a_missing_env_var_is_named() {
-        let err =
-            SecretValue::new(SecretSource::Env("NOPE".into()), &MapEnv::default()).unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "environment variable NOPE is not set or empty"
-        );
+        let err = SecretValue::new(SecretSource::Env("NOPE".into()), &MapEnv::default()).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable NOPE is not set or empty");
     }
 }

@@ -42,12 +42,7 @@ pub struct MapEnv(pub HashMap<String, String>);
 
 impl MapEnv {
     pub fn new<const N: usize>(pairs: [(&str, &str); N]) -> Self {
-        MapEnv(
-            pairs
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-                .collect(),
-        )
+        MapEnv(pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect())
     }
 }
 
@@ -75,15 +70,8 @@ pub fn overlays(env: &dyn Environment) -> Vec<Overlay> {
         .into_iter()
         .filter(|(name, _)| name.starts_with(PREFIX) && !NOT_KEYS.contains(&name.as_str()))
         .map(|(variable, value)| {
-            let path = variable[PREFIX.len()..]
-                .split("__")
-                .map(str::to_ascii_lowercase)
-                .collect();
-            Overlay {
-                variable,
-                path,
-                value,
-            }
+            let path = variable[PREFIX.len()..].split("__").map(str::to_ascii_lowercase).collect();
+            Overlay { variable, path, value }
         })
         .collect();
     found.sort_by(|a, b| a.path.cmp(&b.path));
@@ -119,9 +107,6 @@ mod tests {
         ]);
         let found = overlays(&env);
         assert_eq!(found.len(), 1);
-        assert_eq!(
-            display_path(&found[0].path),
-            "upstream[0].auth.basic.password_env"
-        );
+        assert_eq!(display_path(&found[0].path), "upstream[0].auth.basic.password_env");
     }
 }

@@ -72,15 +72,11 @@ pub fn load(source: &ConfigSource, env: &dyn Environment) -> Result<Config, Conf
             }
         })?;
     }
-    let errors = Errors {
-        source,
-        overlays: &overlays,
-    };
-    let mut config: Config =
-        serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
-            let key = e.path().to_string();
-            errors.at(&key, e.into_inner().to_string())
-        })?;
+    let errors = Errors { source, overlays: &overlays };
+    let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
+        let key = e.path().to_string();
+        errors.at(&key, e.into_inner().to_string())
+    })?;
     check(&mut config, env, &errors)?;
     Ok(config)
 }
@@ -99,10 +95,7 @@ impl Errors<'_> {
         });
         ConfigError {
             origin: match from_env {
-                Some(overlay) => format!(
-                    "environment variable {} (over {})",
-                    overlay.variable, self.source
-                ),
+                Some(overlay) => format!("environment variable {} (over {})", overlay.variable, self.source),
                 None => self.source.to_string(),
             },
             key: Some(key.to_owned()),
@@ -112,11 +105,7 @@ impl Errors<'_> {
 }
 
 /// Meaning checks that types alone cannot make, plus small normalizations.
-fn check(
-    config: &mut Config,
-    env: &dyn Environment,
-    errors: &Errors<'_>,
-) -> Result<(), ConfigError> {
+fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Result<(), ConfigError> {
     if config.upstreams.is_empty() {
         return Err(errors.at("upstream", "at least one [[upstream]] is required"));
     }
@@ -140,24 +129,17 @@ fn check(
         if !matches!(url.scheme(), "http" | "https") {
             return Err(errors.at(
                 &key("url"),
-                format!(
-                    "scheme {:?} is not supported: use https (or http)",
-                    url.scheme()
-                ),
+                format!("scheme {:?} is not supported: use https (or http)", url.scheme()),
             ));
         }
         if !url.username().is_empty() || url.password().is_some() {
             // Never echo the URL: it holds a credential.
-            return Err(errors.at(
-                &key("url"),
-                "the URL holds a credential; remove it and set `auth` instead",
-            ));
+            return Err(
+                errors.at(&key("url"), "the URL holds a credential; remove it and set `auth` instead")
+            );
         }
         if url.query().is_some() || url.fragment().is_some() {
-            return Err(errors.at(
-                &key("url"),
-                "an index URL takes no query string or fragment",
-            ));
+            return Err(errors.at(&key("url"), "an index URL takes no query string or fragment"));
         }
         if !url.path().ends_with('/') {
             let path = format!("{}/", url.path());
@@ -169,10 +151,8 @@ fn check(
     }
     for (i, a) in config.upstreams.iter().enumerate() {
         if config.upstreams[..i].iter().any(|b| b.name == a.name) {
-            return Err(errors.at(
-                &format!("upstream[{i}].name"),
-                format!("upstream name {:?} is used twice", a.name),
-            ));
+            return Err(errors
+                .at(&format!("upstream[{i}].name"), format!("upstream name {:?} is used twice", a.name)));
         }
     }
     for (i, route) in config.routes.iter_mut().enumerate() {
@@ -180,26 +160,17 @@ fn check(
             let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
             return Err(errors.at(
                 &format!("route[{i}].upstream"),
-                format!(
-                    "no upstream is named {:?} (known: {})",
-                    route.upstream,
-                    names.join(", ")
-                ),
+                format!("no upstream is named {:?} (known: {})", route.upstream, names.join(", ")),
             ));
         }
         if route.projects.is_empty() {
-            return Err(errors.at(
-                &format!("route[{i}].projects"),
-                "a route needs at least one project pattern",
-            ));
+            return Err(
+                errors.at(&format!("route[{i}].projects"), "a route needs at least one project pattern")
+            );
         }
         for (j, pattern) in route.projects.iter_mut().enumerate() {
-            *pattern = normalize_pattern(pattern).map_err(|e| {
-                errors.at(
-                    &format!("route[{i}].projects[{j}]"),
-                    format!("{pattern:?}: {e}"),
-                )
-            })?;
+            *pattern = normalize_pattern(pattern)
+                .map_err(|e| errors.at(&format!("route[{i}].projects[{j}]"), format!("{pattern:?}: {e}")))?;
         }
     }
     Ok(())
@@ -212,28 +183,18 @@ fn check_auth(
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
     let (kind, fields, source) = match auth {
-        AuthConfig::Basic(basic) => (
-            "basic",
-            "password, password_env or password_file",
-            basic.password_source(),
-        ),
-        AuthConfig::Bearer(bearer) => (
-            "bearer",
-            "token, token_env or token_file",
-            bearer.token_source(),
-        ),
+        AuthConfig::Basic(basic) => {
+            ("basic", "password, password_env or password_file", basic.password_source())
+        }
+        AuthConfig::Bearer(bearer) => ("bearer", "token, token_env or token_file", bearer.token_source()),
     };
     let key = format!("{key}.{kind}");
     match source {
         None => Err(errors.at(&key, format!("give exactly one of {fields}"))),
-        Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => Err(errors
-            .at(
-                &key,
-                format!("environment variable {var} is not set or empty"),
-            )),
-        Some(SecretSource::File(path)) => read_secret_file(&path)
-            .map(drop)
-            .map_err(|m| errors.at(&key, m)),
+        Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => {
+            Err(errors.at(&key, format!("environment variable {var} is not set or empty")))
+        }
+        Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(&key, m)),
         Some(_) => Ok(()),
     }
 }
@@ -242,10 +203,7 @@ fn check_auth(
 pub fn read_secret_file(path: &Path) -> Result<String, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read secret file {}: {e}", path.display()))?;
-    let value = text
-        .strip_suffix('\n')
-        .map(|t| t.strip_suffix('\r').unwrap_or(t))
-        .unwrap_or(&text);
+    let value = text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text);
     if value.is_empty() {
         return Err(format!("secret file {} is empty", path.display()));
     }
@@ -282,12 +240,7 @@ fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Res
     result
 }
 
-fn set_in(
-    node: &mut toml::Value,
-    parents: &[String],
-    last: &str,
-    value: toml::Value,
-) -> Result<(), String> {
+fn set_in(node: &mut toml::Value, parents: &[String], last: &str, value: toml::Value) -> Result<(), String> {
     let Some((segment, rest)) = parents.split_first() else {
         return match node {
             toml::Value::Table(t) => {
@@ -299,30 +252,18 @@ fn set_in(
                 *slot = value;
                 Ok(())
             }
-            _ => Err(format!(
-                "cannot set `{last}` inside a value that is not a table or list"
-            )),
+            _ => Err(format!("cannot set `{last}` inside a value that is not a table or list")),
         };
     };
-    let next_is_index = rest
-        .first()
-        .map_or(last, String::as_str)
-        .bytes()
-        .all(|b| b.is_ascii_digit());
+    let next_is_index = rest.first().map_or(last, String::as_str).bytes().all(|b| b.is_ascii_digit());
     let empty = || {
-        if next_is_index {
-            toml::Value::Array(Vec::new())
-        } else {
-            toml::Value::Table(toml::Table::new())
-        }
+        if next_is_index { toml::Value::Array(Vec::new()) } else { toml::Value::Table(toml::Table::new()) }
     };
     let child = match node {
         toml::Value::Table(t) => t.entry(segment.clone()).or_insert_with(empty),
         toml::Value::Array(items) => array_slot(items, segment, empty)?,
         _ => {
-            return Err(format!(
-                "cannot set `{segment}` inside a value that is not a table or list"
-            ));
+            return Err(format!("cannot set `{segment}` inside a value that is not a table or list"));
         }
     };
     set_in(child, rest, last, value)
@@ -334,16 +275,12 @@ fn array_slot<'a>(
     index: &str,
     new: impl FnOnce() -> toml::Value,
 ) -> Result<&'a mut toml::Value, String> {
-    let i: usize = index
-        .parse()
-        .map_err(|_| format!("`{index}` is not a list index"))?;
+    let i: usize = index.parse().map_err(|_| format!("`{index}` is not a list index"))?;
     if i == items.len() {
         items.push(new());
     }
     let len = items.len();
-    items
-        .get_mut(i)
-        .ok_or_else(|| format!("list index {i} skips past the end (the list has {len} entries)"))
+    items.get_mut(i).ok_or_else(|| format!("list index {i} skips past the end (the list has {len} entries)"))
 }
 
 #[cfg(test)]

@@ -152,11 +152,7 @@ impl BearerAuthConfig {
 }
 
 /// The single given source, or `None` when zero or several are given.
-fn one_source(
-    inline: &Option<Secret>,
-    env: &Option<String>,
-    file: &Option<PathBuf>,
-) -> Option<SecretSource> {
+fn one_source(inline: &Option<Secret>, env: &Option<String>, file: &Option<PathBuf>) -> Option<SecretSource> {
     match (inline, env, file) {
         (Some(secret), None, None) => Some(SecretSource::Inline(secret.clone())),
         (None, Some(var), None) => Some(SecretSource::Env(var.clone())),

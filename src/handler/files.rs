@@ -26,17 +26,15 @@ pub async fn file(
         return Err(ServeError::NotFound);
     }
     let filename = decode_segment(filename_segment).ok_or(ServeError::NotFound)?;
-    let owned = app
-        .resolver
-        .resolve(&project)
-        .await?
-        .ok_or(ServeError::ProjectNotFound(project.clone()))?;
+    let owned = app.resolver.resolve(&project).await?.ok_or(ServeError::ProjectNotFound(project.clone()))?;
     let upstream_name = owned.upstream.name().to_owned();
-    let (url, expected) = locate(owned.page.file(&filename), &filename, &owned.page.files)
-        .ok_or_else(|| ServeError::FileNotListed {
-            project: project.clone(),
-            filename: filename.clone(),
-            upstream: upstream_name.clone(),
+    let (url, expected) =
+        locate(owned.page.file(&filename), &filename, &owned.page.files).ok_or_else(|| {
+            ServeError::FileNotListed {
+                project: project.clone(),
+                filename: filename.clone(),
+                upstream: upstream_name.clone(),
+            }
         })?;
 
     let builder = Response::builder()
@@ -48,9 +46,8 @@ pub async fn file(
     if method == Method::HEAD {
         // Answered from the index alone: Azure feeds refuse HEAD, and a HEAD must not cost a
         // download.
-        let mut builder = builder
-            .status(StatusCode::OK)
-            .header(header::CONTENT_TYPE, guess_content_type(&filename));
+        let mut builder =
+            builder.status(StatusCode::OK).header(header::CONTENT_TYPE, guess_content_type(&filename));
         if let Some(size) = expected.size {
             builder = builder.header(header::CONTENT_LENGTH, size);
         }
@@ -67,10 +64,7 @@ pub async fn file(
         .get(header::CONTENT_TYPE)
         .cloned()
         .unwrap_or_else(|| HeaderValue::from_static(guess_content_type(&filename)));
-    let body = upstream_response
-        .into_body()
-        .map_err(Into::into)
-        .boxed_unsync();
+    let body = upstream_response.into_body().map_err(Into::into).boxed_unsync();
     Ok(builder
         .status(StatusCode::OK)
         .header(header::CONTENT_TYPE, content_type)
@@ -80,11 +74,7 @@ pub async fn file(
 
 /// The upstream URL and expectations for `filename`: the file itself, or the PEP 658
 /// metadata of a listed file that offers it.
-fn locate(
-    direct: Option<&DistFile>,
-    filename: &str,
-    files: &[DistFile],
-) -> Option<(String, Expected)> {
+fn locate(direct: Option<&DistFile>, filename: &str, files: &[DistFile]) -> Option<(String, Expected)> {
     if let Some(file) = direct {
         return Some((
             file.url.clone(),
@@ -92,9 +82,7 @@ fn locate(
         ));
     }
     let stem = filename.strip_suffix(".metadata")?;
-    let file = files
-        .iter()
-        .find(|f| f.filename == stem && f.has_metadata())?;
+    let file = files.iter().find(|f| f.filename == stem && f.has_metadata())?;
     let mut url = url::Url::parse(&file.url).ok()?;
     url.set_path(&format!("{}.metadata", url.path()));
     let sha256 = match &file.core_metadata {
@@ -109,8 +97,7 @@ fn guess_content_type(filename: &str) -> &'static str {
         "text/plain; charset=utf-8"
     } else if filename.ends_with(".tar.gz") || filename.ends_with(".tgz") {
         "application/gzip"
-    } else if filename.ends_with(".whl") || filename.ends_with(".zip") || filename.ends_with(".egg")
-    {
+    } else if filename.ends_with(".whl") || filename.ends_with(".zip") || filename.ends_with(".egg") {
         "application/zip"
     } else {
         "application/octet-stream"

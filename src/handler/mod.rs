@@ -22,16 +22,11 @@ use crate::body::{ResponseBody, full};
 use crate::error::ServeError;
 
 /// Answers one request. Errors become responses here, so the service never fails.
-pub async fn handle<B>(
-    app: &App,
-    request: Request<B>,
-) -> Result<Response<ResponseBody>, Infallible> {
+pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Response<ResponseBody>, Infallible> {
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
-    let response = route(app, &request)
-        .await
-        .unwrap_or_else(ServeError::into_response);
+    let response = route(app, &request).await.unwrap_or_else(ServeError::into_response);
     tracing::info!(
         method = %method,
         path = %path,
@@ -82,10 +77,7 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
 
 /// Percent-decodes one path segment; bytes that are not UTF-8 make it invalid.
 fn decode_segment(segment: &str) -> Option<String> {
-    percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .ok()
-        .map(|s| s.into_owned())
+    percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned())
 }
 
 fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {

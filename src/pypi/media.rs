@@ -22,7 +22,8 @@ const HTML_LATEST: &str = "application/vnd.pypi.simple.latest+html";
 const TEXT_HTML: &str = "text/html";
 
 /// The `Accept` header pipgate sends upstream: JSON first, HTML understood as well.
-pub const UPSTREAM_ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
+pub const UPSTREAM_ACCEPT: &str =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
 
 /// Offers in tie-break order: on equal q the earlier wins. HTML first, so that `*/*` (curl, a
 /// browser) gets a page a person can read, as from PyPI itself; pip and uv rank JSON highest.
@@ -52,8 +53,7 @@ impl MediaType {
         let essence = raw.split(';').next().unwrap_or("").trim();
         if essence.eq_ignore_ascii_case(JSON_V1) || essence.eq_ignore_ascii_case(JSON_LATEST) {
             Some(MediaType::JsonV1)
-        } else if essence.eq_ignore_ascii_case(HTML_V1) || essence.eq_ignore_ascii_case(HTML_LATEST)
-        {
+        } else if essence.eq_ignore_ascii_case(HTML_V1) || essence.eq_ignore_ascii_case(HTML_LATEST) {
             Some(MediaType::HtmlV1)
         } else if essence.eq_ignore_ascii_case(TEXT_HTML) {
             Some(MediaType::TextHtml)
@@ -125,11 +125,7 @@ impl<'a> MediaRange<'a> {
 
     /// How specifically this range names `offer`: 3 exact, 2 `type/*`, 1 `*/*`, 0 not at all.
     fn specificity(&self, offer: MediaType) -> u8 {
-        if offer
-            .exact_names()
-            .iter()
-            .any(|name| self.essence.eq_ignore_ascii_case(name))
-        {
+        if offer.exact_names().iter().any(|name| self.essence.eq_ignore_ascii_case(name)) {
             3
         } else if self.essence.len() == offer.main_type().len() + 2
             && self.essence[..offer.main_type().len()].eq_ignore_ascii_case(offer.main_type())
@@ -172,13 +168,16 @@ fn parse_qvalue(raw: &str) -> Option<u16> {
 mod tests {
     use super::*;
 
-    const PIP: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
-    const UV: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
+    const PIP: &str =
+        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+    const UV: &str =
+        "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html;q=0.2, text/html;q=0.01";
 
     #[test]
     fn negotiation_table() {
         use MediaType::*;
-        let cases: &[(Option<&str>, Option<&str>, Result<MediaType, NotAcceptable>)] = &[
+        type Case<'a> = (Option<&'a str>, Option<&'a str>, Result<MediaType, NotAcceptable>);
+        let cases: &[Case<'_>] = &[
             (Some(PIP), None, Ok(JsonV1)),
             (Some(UV), None, Ok(JsonV1)),
             (None, None, Ok(TextHtml)),
@@ -186,55 +185,23 @@ mod tests {
             (Some("*/*"), None, Ok(TextHtml)),
             (Some("text/html"), None, Ok(TextHtml)),
             // Order is meaningless; q decides.
-            (
-                Some("text/html;q=0.5, application/vnd.pypi.simple.v1+json;q=0.9"),
-                None,
-                Ok(JsonV1),
-            ),
-            (
-                Some("application/vnd.pypi.simple.v1+json;q=0.1, text/html"),
-                None,
-                Ok(TextHtml),
-            ),
-            (
-                Some("application/vnd.pypi.simple.latest+json"),
-                None,
-                Ok(JsonV1),
-            ),
-            (
-                Some("application/vnd.pypi.simple.latest+html"),
-                None,
-                Ok(HtmlV1),
-            ),
+            (Some("text/html;q=0.5, application/vnd.pypi.simple.v1+json;q=0.9"), None, Ok(JsonV1)),
+            (Some("application/vnd.pypi.simple.v1+json;q=0.1, text/html"), None, Ok(TextHtml)),
+            (Some("application/vnd.pypi.simple.latest+json"), None, Ok(JsonV1)),
+            (Some("application/vnd.pypi.simple.latest+html"), None, Ok(HtmlV1)),
             (Some("application/json"), None, Err(NotAcceptable)),
-            (
-                Some("application/vnd.pypi.simple.v2+json"),
-                None,
-                Err(NotAcceptable),
-            ),
+            (Some("application/vnd.pypi.simple.v2+json"), None, Err(NotAcceptable)),
             // A specific q=0 excludes the offer even though */* allows everything.
-            (
-                Some("*/*, text/html;q=0, application/vnd.pypi.simple.v1+html;q=0"),
-                None,
-                Ok(JsonV1),
-            ),
+            (Some("*/*, text/html;q=0, application/vnd.pypi.simple.v1+html;q=0"), None, Ok(JsonV1)),
             (Some("application/*;q=0.5, text/*;q=0.4"), None, Ok(HtmlV1)),
             (Some("text/html; q=2"), None, Err(NotAcceptable)),
             // The format parameter wins over Accept.
             (Some(PIP), Some("text/html"), Ok(TextHtml)),
-            (
-                Some("text/html"),
-                Some("application/vnd.pypi.simple.latest+json"),
-                Ok(JsonV1),
-            ),
+            (Some("text/html"), Some("application/vnd.pypi.simple.latest+json"), Ok(JsonV1)),
             (None, Some("application/xml"), Err(NotAcceptable)),
         ];
         for (accept, format, expected) in cases {
-            assert_eq!(
-                negotiate(*accept, *format),
-                *expected,
-                "accept={accept:?} format={format:?}"
-            );
+            assert_eq!(negotiate(*accept, *format), *expected, "accept={accept:?} format={format:?}");
         }
     }
 

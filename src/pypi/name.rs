@@ -140,11 +140,7 @@ mod tests {
             "acme__core",
             "aCmE-CoRe",
         ] {
-            assert_eq!(
-                ProjectName::new(spelling).unwrap().as_str(),
-                "acme-core",
-                "{spelling}"
-            );
+            assert_eq!(ProjectName::new(spelling).unwrap().as_str(), "acme-core", "{spelling}");
         }
     }
 

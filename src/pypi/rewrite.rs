@@ -13,19 +13,12 @@ use super::simple::ProjectPage;
 
 /// Characters kept as they are in one path segment: RFC 3986 unreserved ones and `+` (common in
 /// local version labels such as `1.0+cpu`). Everything else is percent-encoded.
-pub const PATH_SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~')
-    .remove(b'+');
+pub const PATH_SEGMENT: &AsciiSet =
+    &NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~').remove(b'+');
 
 /// The URL of `filename` on the page of `project`, relative to that page.
 pub fn client_file_url(project: &ProjectName, filename: &str) -> String {
-    format!(
-        "../../files/{project}/{}",
-        utf8_percent_encode(filename, PATH_SEGMENT)
-    )
+    format!("../../files/{project}/{}", utf8_percent_encode(filename, PATH_SEGMENT))
 }
 
 /// The page as a client sees it: the owner's page with file URLs pointing at pipgate.
@@ -51,28 +44,16 @@ mod tests {
         let upstream = parse_project_json(body, &base, "acme-core").unwrap();
         let project = ProjectName::new("acme-core").unwrap();
         let page = client_page(&upstream, &project);
-        assert_eq!(
-            page.files[0].url,
-            "../../files/acme-core/acme_core-1.0+cpu-py3-none-any.whl"
-        );
-        assert_eq!(
-            page.files[0].hashes, upstream.files[0].hashes,
-            "hashes survive the rewrite"
-        );
+        assert_eq!(page.files[0].url, "../../files/acme-core/acme_core-1.0+cpu-py3-none-any.whl");
+        assert_eq!(page.files[0].hashes, upstream.files[0].hashes, "hashes survive the rewrite");
         let resolved = base.join(&page.files[0].url).unwrap();
-        assert_eq!(
-            resolved.path(),
-            "/files/acme-core/acme_core-1.0+cpu-py3-none-any.whl"
-        );
+        assert_eq!(resolved.path(), "/files/acme-core/acme_core-1.0+cpu-py3-none-any.whl");
         assert!(!page.files[0].url.contains("SECRET"));
     }
 
     #[test]
     fn odd_file_names_stay_inside_one_segment() {
         let project = ProjectName::new("x").unwrap();
-        assert_eq!(
-            client_file_url(&project, "a b?c#d%.whl"),
-            "../../files/x/a%20b%3Fc%23d%25.whl"
-        );
+        assert_eq!(client_file_url(&project, "a b?c#d%.whl"), "../../files/x/a%20b%3Fc%23d%25.whl");
     }
 }

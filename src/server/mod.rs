@@ -30,17 +30,11 @@ pub struct Server {
 impl Server {
     /// Serves `service` on `listener` until [`Server::shutdown`].
     pub fn spawn(listener: TcpListener, service: AppService, grace: Duration) -> Server {
-        let addr = listener
-            .local_addr()
-            .expect("a bound listener has an address");
+        let addr = listener.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, service, stopped, grace));
         tracing::info!(%addr, "pipgate listening");
-        Server {
-            addr,
-            stop: Some(stop),
-            task,
-        }
+        Server { addr, stop: Some(stop), task }
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -63,10 +57,7 @@ async fn accept_loop(
     grace: Duration,
 ) {
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder
-        .http1()
-        .timer(TokioTimer::new())
-        .header_read_timeout(HEADER_READ_TIMEOUT);
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
     builder.http2().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     loop {

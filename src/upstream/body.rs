@@ -42,11 +42,7 @@ pub enum FileStreamError {
     #[error("upstream {upstream:?} stalled for {idle:?}")]
     Stalled { upstream: Arc<str>, idle: Duration },
     #[error("upstream {upstream:?} sent {got} bytes where the index says {expected}")]
-    WrongLength {
-        upstream: Arc<str>,
-        got: u64,
-        expected: u64,
-    },
+    WrongLength { upstream: Arc<str>, got: u64, expected: u64 },
     #[error("upstream {upstream:?} sent bytes whose sha256 does not match the index")]
     HashMismatch { upstream: Arc<str> },
 }
@@ -78,10 +74,7 @@ impl VerifiedBody {
         }
     }
 
-    fn fail(
-        &mut self,
-        error: FileStreamError,
-    ) -> Poll<Option<Result<Frame<Bytes>, FileStreamError>>> {
+    fn fail(&mut self, error: FileStreamError) -> Poll<Option<Result<Frame<Bytes>, FileStreamError>>> {
         tracing::warn!(upstream = %self.upstream, error = %error, "download aborted");
         self.finished = true;
         self.held = None;
@@ -101,9 +94,7 @@ impl VerifiedBody {
         if let Some(expected) = self.expected.sha256 {
             let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
             if digest != expected {
-                return Err(FileStreamError::HashMismatch {
-                    upstream: self.upstream.clone(),
-                });
+                return Err(FileStreamError::HashMismatch { upstream: self.upstream.clone() });
             }
         }
         Ok(())
@@ -127,17 +118,11 @@ impl Body for VerifiedBody {
                 Poll::Pending => {
                     ready!(this.deadline.as_mut().poll(cx));
                     let idle = this.idle;
-                    return this.fail(FileStreamError::Stalled {
-                        upstream: this.upstream.clone(),
-                        idle,
-                    });
+                    return this.fail(FileStreamError::Stalled { upstream: this.upstream.clone(), idle });
                 }
                 Poll::Ready(Some(Err(e))) => {
                     let reason = e.to_string();
-                    return this.fail(FileStreamError::Broken {
-                        upstream: this.upstream.clone(),
-                        reason,
-                    });
+                    return this.fail(FileStreamError::Broken { upstream: this.upstream.clone(), reason });
                 }
                 Poll::Ready(Some(Ok(frame))) => {
                     let Ok(data) = frame.into_data() else {

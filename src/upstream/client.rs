@@ -41,14 +41,8 @@ impl HttpClient {
         Ok(HttpClient { inner })
     }
 
-    pub async fn request(
-        &self,
-        request: Request<Empty<Bytes>>,
-    ) -> Result<Response<Incoming>, UpstreamError> {
-        self.inner
-            .request(request)
-            .await
-            .map_err(|e| UpstreamError::from_client(&e))
+    pub async fn request(&self, request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, UpstreamError> {
+        self.inner.request(request).await.map_err(|e| UpstreamError::from_client(&e))
     }
 }
 

@@ -97,10 +97,9 @@ impl Upstream {
         expected: Expected,
     ) -> Result<Response<VerifiedBody>, UpstreamError> {
         let url = Url::parse(url).map_err(|_| UpstreamError::BadRedirect)?;
-        let (response, _) =
-            tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File))
-                .await
-                .map_err(|_| UpstreamError::Timeout(self.timeout))??;
+        let (response, _) = tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File))
+            .await
+            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
         let (parts, body) = response.into_parts();
         if parts.status != StatusCode::OK {
             return Err(page::status_error(parts.status, &parts.headers));
@@ -120,10 +119,7 @@ impl Upstream {
         let mut retried_auth = false;
         let mut redirects = 0;
         loop {
-            let with_credential = self
-                .credential
-                .as_ref()
-                .filter(|_| same_origin(&url, &self.base));
+            let with_credential = self.credential.as_ref().filter(|_| same_origin(&url, &self.base));
             let mut request = Request::get(url.as_str())
                 .header(header::USER_AGENT, USER_AGENT)
                 .header(header::ACCEPT, accept)
@@ -131,9 +127,7 @@ impl Upstream {
                 .body(Empty::<Bytes>::new())
                 .expect("a parsed URL makes a valid request");
             if let Some(credential) = with_credential {
-                request
-                    .headers_mut()
-                    .insert(header::AUTHORIZATION, credential.authorization().await?);
+                request.headers_mut().insert(header::AUTHORIZATION, credential.authorization().await?);
             }
             let response = self.client.request(request).await?;
             let status = response.status();
@@ -163,9 +157,7 @@ impl Upstream {
                 return Err(UpstreamError::SignInRedirect);
             }
             if purpose == Purpose::Page && !same_origin(&next, &self.base) {
-                return Err(UpstreamError::CrossOriginRedirect(
-                    next.host_str().unwrap_or("?").to_owned(),
-                ));
+                return Err(UpstreamError::CrossOriginRedirect(next.host_str().unwrap_or("?").to_owned()));
             }
             tracing::debug!(upstream = %self.name, host = next.host_str().unwrap_or("?"), "following a redirect");
             url = next;
@@ -200,8 +192,7 @@ mod tests {
 
     #[test]
     fn origins_compare_scheme_host_and_port() {
-        let base =
-            Url::parse("https://pkgs.dev.azure.com/org/_packaging/feed/pypi/simple/").unwrap();
+        let base = Url::parse("https://pkgs.dev.azure.com/org/_packaging/feed/pypi/simple/").unwrap();
         for (other, same) in [
             ("https://pkgs.dev.azure.com/other/path", true),
             ("https://pkgs.dev.azure.com:443/x", true),
@@ -210,24 +201,14 @@ mod tests {
             ("https://blob.core.windows.net/x?sig=abc", false),
             ("https://pkgs.dev.azure.com.evil.test/x", false),
         ] {
-            assert_eq!(
-                same_origin(&base, &Url::parse(other).unwrap()),
-                same,
-                "{other}"
-            );
+            assert_eq!(same_origin(&base, &Url::parse(other).unwrap()), same, "{other}");
         }
     }
 
     #[test]
     fn sign_in_pages_are_recognized() {
-        assert!(is_sign_in(
-            &Url::parse("https://dev.azure.com/org/_signin?realm=x").unwrap()
-        ));
-        assert!(is_sign_in(
-            &Url::parse("https://login.microsoftonline.com/common/oauth2").unwrap()
-        ));
-        assert!(!is_sign_in(
-            &Url::parse("https://pkgs.dev.azure.com/org/simple/x/").unwrap()
-        ));
+        assert!(is_sign_in(&Url::parse("https://dev.azure.com/org/_signin?realm=x").unwrap()));
+        assert!(is_sign_in(&Url::parse("https://login.microsoftonline.com/common/oauth2").unwrap()));
+        assert!(!is_sign_in(&Url::parse("https://pkgs.dev.azure.com/org/simple/x/").unwrap()));
     }
 }

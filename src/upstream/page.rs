@@ -9,14 +9,13 @@ use super::{Purpose, Upstream, UpstreamError, header_text};
 use crate::pypi::ProjectName;
 use crate::pypi::media::{MediaType, UPSTREAM_ACCEPT};
 use crate::pypi::simple::{
-    ProjectList, ProjectPage, parse_project_html, parse_project_json, parse_root_html,
-    parse_root_json,
+    ProjectList, ProjectPage, parse_project_html, parse_project_json, parse_root_html, parse_root_json,
 };
 
 /// An upstream's answer for one project.
 #[derive(Debug)]
 pub enum PageAnswer {
-    Found(ProjectPage),
+    Found(Box<ProjectPage>),
     /// A definite 404 or 410: the upstream does not hold the project.
     NotFound,
 }
@@ -24,10 +23,7 @@ pub enum PageAnswer {
 impl Upstream {
     /// Fetches and parses the page of `project`.
     pub async fn fetch_page(&self, project: &ProjectName) -> Result<PageAnswer, UpstreamError> {
-        let url = self
-            .base
-            .join(&format!("{project}/"))
-            .expect("a normalized name is a valid path segment");
+        let url = self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment");
         match self.fetch_body(url).await? {
             None => Ok(PageAnswer::NotFound),
             Some((kind, body, final_url)) => {
@@ -37,7 +33,7 @@ impl Upstream {
                         parse_project_html(&body, &final_url, project.as_str())?
                     }
                 };
-                Ok(PageAnswer::Found(page))
+                Ok(PageAnswer::Found(Box::new(page)))
             }
         }
     }
@@ -53,10 +49,7 @@ impl Upstream {
 
     /// GETs a simple-API URL within the upstream's deadline: `None` for 404/410, else the
     /// media type, the body (size-capped) and the URL it finally came from (for relative links).
-    async fn fetch_body(
-        &self,
-        url: Url,
-    ) -> Result<Option<(MediaType, bytes::Bytes, Url)>, UpstreamError> {
+    async fn fetch_body(&self, url: Url) -> Result<Option<(MediaType, bytes::Bytes, Url)>, UpstreamError> {
         let fetch = async {
             let (response, final_url) = self.send(url, UPSTREAM_ACCEPT, Purpose::Page).await?;
             let status = response.status();
@@ -82,9 +75,7 @@ impl Upstream {
                 .to_bytes();
             Ok(Some((kind, body, final_url)))
         };
-        tokio::time::timeout(self.timeout, fetch)
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))?
+        tokio::time::timeout(self.timeout, fetch).await.map_err(|_| UpstreamError::Timeout(self.timeout))?
     }
 }
 

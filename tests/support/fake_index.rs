@@ -116,19 +116,14 @@ impl FakeIndex {
                 };
                 let state = shared.clone();
                 tokio::spawn(async move {
-                    let service =
-                        hyper::service::service_fn(move |req| answer(state.clone(), addr, req));
+                    let service = hyper::service::service_fn(move |req| answer(state.clone(), addr, req));
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(stream), service)
                         .await;
                 });
             }
         });
-        FakeIndex {
-            addr,
-            state,
-            task: Arc::new(task),
-        }
+        FakeIndex { addr, state, task: Arc::new(task) }
     }
 
     /// The index URL to give pipgate.
@@ -138,11 +133,7 @@ impl FakeIndex {
 
     pub fn add(&self, project: &str, file: impl Into<FakeFile>) -> &Self {
         let mut state = self.state.lock().unwrap();
-        state
-            .projects
-            .entry(project.to_owned())
-            .or_default()
-            .push(file.into());
+        state.projects.entry(project.to_owned()).or_default().push(file.into());
         self
     }
 
@@ -166,10 +157,7 @@ impl FakeIndex {
     }
 
     pub fn count(&self, path_prefix: &str) -> usize {
-        self.seen()
-            .iter()
-            .filter(|s| s.path.starts_with(path_prefix))
-            .count()
+        self.seen().iter().filter(|s| s.path.starts_with(path_prefix)).count()
     }
 
     /// Stops answering: new connections are refused.
@@ -184,11 +172,7 @@ fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Response<Bod
     Response::builder()
         .status(status)
         .header("content-type", content_type)
-        .body(
-            Full::new(body.into())
-                .map_err(|never| match never {})
-                .boxed(),
-        )
+        .body(Full::new(body.into()).map_err(|never| match never {}).boxed())
         .unwrap()
 }
 
@@ -200,21 +184,12 @@ async fn answer(
     let path = req.uri().path().to_owned();
     let (page_mode, file_mode, authorized, files) = {
         let mut state = state.lock().unwrap();
-        state.seen.push(Seen {
-            path: path.clone(),
-            headers: req.headers().clone(),
-        });
+        state.seen.push(Seen { path: path.clone(), headers: req.headers().clone() });
         let authorized = match &state.basic_auth {
             None => true,
-            Some(expected) => req
-                .headers()
-                .get("authorization")
-                .is_some_and(|v| v == expected.as_str()),
+            Some(expected) => req.headers().get("authorization").is_some_and(|v| v == expected.as_str()),
         };
-        let name = path
-            .trim_start_matches("/simple/")
-            .trim_end_matches('/')
-            .to_owned();
+        let name = path.trim_start_matches("/simple/").trim_end_matches('/').to_owned();
         (
             state.page_mode.clone().unwrap_or(PageMode::Json),
             state.file_mode.clone().unwrap_or(FileMode::Serve),
@@ -233,16 +208,9 @@ async fn answer(
     }
     if path == "/simple/" {
         let names: Vec<String> = state.lock().unwrap().projects.keys().cloned().collect();
-        let projects: Vec<_> = names
-            .iter()
-            .map(|n| serde_json::json!({"name": n}))
-            .collect();
+        let projects: Vec<_> = names.iter().map(|n| serde_json::json!({"name": n})).collect();
         let body = serde_json::json!({"meta": {"api-version": "1.1"}, "projects": projects});
-        return Ok(full(
-            200,
-            "application/vnd.pypi.simple.v1+json",
-            body.to_string(),
-        ));
+        return Ok(full(200, "application/vnd.pypi.simple.v1+json", body.to_string()));
     }
     match page_mode {
         PageMode::Status(code) => return Ok(full(code, "text/plain", "")),
@@ -256,17 +224,11 @@ async fn answer(
         PageMode::SignInRedirect => {
             let mut response = full(302, "text/plain", "");
             let location = format!("http://{addr}/_signin?reason=auth");
-            response
-                .headers_mut()
-                .insert("location", location.parse().unwrap());
+            response.headers_mut().insert("location", location.parse().unwrap());
             return Ok(response);
         }
         PageMode::Garbage => {
-            return Ok(full(
-                200,
-                "application/vnd.pypi.simple.v1+json",
-                "{not json",
-            ));
+            return Ok(full(200, "application/vnd.pypi.simple.v1+json", "{not json"));
         }
         PageMode::Hang(delay) => tokio::time::sleep(delay).await,
         PageMode::Json | PageMode::Html => {}
@@ -278,11 +240,7 @@ async fn answer(
     if page_mode == PageMode::Html {
         let mut html = String::from("<!DOCTYPE html><html><body>\n");
         for f in &files {
-            html.push_str(&format!(
-                "<a href=\"../../files/{}#sha256={}\"",
-                f.filename,
-                sha256_hex(&f.bytes)
-            ));
+            html.push_str(&format!("<a href=\"../../files/{}#sha256={}\"", f.filename, sha256_hex(&f.bytes)));
             if let Some(rp) = &f.requires_python {
                 html.push_str(&format!(
                     " data-requires-python=\"{}\"",
@@ -293,10 +251,7 @@ async fn answer(
                 html.push_str(&format!(" data-yanked=\"{reason}\""));
             }
             if let Some(metadata) = &f.metadata {
-                html.push_str(&format!(
-                    " data-dist-info-metadata=\"sha256={}\"",
-                    sha256_hex(metadata)
-                ));
+                html.push_str(&format!(" data-dist-info-metadata=\"sha256={}\"", sha256_hex(metadata)));
             }
             html.push_str(&format!(">{}</a><br>\n", f.filename));
         }
@@ -323,12 +278,9 @@ async fn answer(
             entry
         })
         .collect();
-    let body = serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": []});
-    Ok(full(
-        200,
-        "application/vnd.pypi.simple.v1+json",
-        body.to_string(),
-    ))
+    let body =
+        serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": []});
+    Ok(full(200, "application/vnd.pypi.simple.v1+json", body.to_string()))
 }
 
 async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) -> Response<Body> {
@@ -336,14 +288,7 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
         Some(stem) => (stem, true),
         None => (filename, false),
     };
-    let found = state
-        .lock()
-        .unwrap()
-        .projects
-        .values()
-        .flatten()
-        .find(|f| f.filename == wanted)
-        .cloned();
+    let found = state.lock().unwrap().projects.values().flatten().find(|f| f.filename == wanted).cloned();
     let Some(file) = found else {
         return full(404, "text/plain", "no such file");
     };
@@ -357,12 +302,9 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
         FileMode::Serve => full(200, "application/octet-stream", file.bytes),
         FileMode::RedirectTo(base) => {
             let mut response = full(302, "text/plain", "");
-            response.headers_mut().insert(
-                "location",
-                format!("{base}{filename}?sv=2024&sig=SAS-SECRET")
-                    .parse()
-                    .unwrap(),
-            );
+            response
+                .headers_mut()
+                .insert("location", format!("{base}{filename}?sv=2024&sig=SAS-SECRET").parse().unwrap());
             response
         }
         FileMode::CorruptByte => {
@@ -398,15 +340,7 @@ fn futures_stream(
                 0 => Some((Ok(Frame::data(first)), 1)),
                 1 => {
                     tokio::time::sleep(Duration::from_millis(100)).await;
-                    reset.then(|| {
-                        (
-                            Err(std::io::Error::new(
-                                std::io::ErrorKind::ConnectionReset,
-                                "reset",
-                            )),
-                            2,
-                        )
-                    })
+                    reset.then(|| (Err(std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset")), 2))
                 }
                 _ => None,
             }

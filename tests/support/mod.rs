@@ -28,18 +28,12 @@ impl Pipgate {
     pub async fn start(toml: &str, env: MapEnv) -> Pipgate {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         file.write_all(toml.as_bytes()).unwrap();
-        let mut config = config::load(&ConfigSource::File(file.path().to_owned()), &env)
-            .expect("test config is valid");
+        let mut config =
+            config::load(&ConfigSource::File(file.path().to_owned()), &env).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
-        let server = pipgate::app::start(&config, &env)
-            .await
-            .expect("pipgate starts");
+        let server = pipgate::app::start(&config, &env).await.expect("pipgate starts");
         let base = format!("http://{}", server.local_addr());
-        Pipgate {
-            server,
-            base,
-            _config: file,
-        }
+        Pipgate { server, base, _config: file }
     }
 
     /// The index URL clients use.
@@ -52,9 +46,7 @@ impl Pipgate {
 pub fn config_for(upstreams: &[(&str, &str)], extra: &str) -> String {
     let mut toml = String::new();
     for (name, url) in upstreams {
-        toml.push_str(&format!(
-            "[[upstream]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"3s\"\n\n"
-        ));
+        toml.push_str(&format!("[[upstream]]\nname = \"{name}\"\nurl = \"{url}\"\ntimeout = \"3s\"\n\n"));
     }
     toml.push_str(extra);
     toml
@@ -74,15 +66,11 @@ impl Answer {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
 }
 
@@ -97,23 +85,13 @@ pub async fn request(method: &str, url: &str, headers: &[(&str, &str)]) -> Resul
     for (name, value) in headers {
         builder = builder.header(*name, *value);
     }
-    let response = client
-        .request(builder.body(Empty::new()).unwrap())
-        .await
-        .map_err(|e| format!("{e:?}"))?;
+    let response = client.request(builder.body(Empty::new()).unwrap()).await.map_err(|e| format!("{e:?}"))?;
     let (parts, body) = response.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map_err(|e| format!("body broke off: {e}"))?
-        .to_bytes();
-    Ok(Answer {
-        status: parts.status,
-        headers: parts.headers,
-        body,
-    })
+    let body = body.collect().await.map_err(|e| format!("body broke off: {e}"))?.to_bytes();
+    Ok(Answer { status: parts.status, headers: parts.headers, body })
 }
 
 /// Accept headers that pip and uv send, verbatim.
-pub const PIP_ACCEPT: &str = "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
+pub const PIP_ACCEPT: &str =
+    "application/vnd.pypi.simple.v1+json, application/vnd.pypi.simple.v1+html; q=0.1, text/html; q=0.01";
 pub const HTML_ACCEPT: &str = "text/html";

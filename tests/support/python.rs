@@ -34,10 +34,7 @@ pub fn public_wheels() -> Vec<PathBuf> {
         .filter(|p| p.extension().is_some_and(|e| e == "whl"))
         .collect();
     wheels.sort();
-    assert!(
-        wheels.len() >= 3,
-        "expected the public wheels in .e2e/wheels; run scripts/test.sh"
-    );
+    assert!(wheels.len() >= 3, "expected the public wheels in .e2e/wheels; run scripts/test.sh");
     wheels
 }
 
@@ -76,10 +73,7 @@ async fn finish(mut command: Command) -> Run {
         .expect("the client starts");
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
-    Run {
-        success: output.status.success(),
-        output: text,
-    }
+    Run { success: output.status.success(), output: text }
 }
 
 /// `pip install --target TARGET ARGS…` against `index_url`, with a fresh cache.
@@ -87,15 +81,7 @@ pub async fn pip_install(index_url: &str, target: &Path, args: &[&str]) -> Run {
     let home = tempfile::tempdir().unwrap();
     let mut command = isolated(&venv_bin("python"), home.path());
     command
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--no-cache-dir",
-            "--index-url",
-            index_url,
-            "--target",
-        ])
+        .args(["-m", "pip", "install", "--no-cache-dir", "--index-url", index_url, "--target"])
         .arg(target)
         .args(["--retries", "0", "--timeout", "20"])
         .args(args);
@@ -120,9 +106,7 @@ pub async fn uv_install(index_url: &str, target: &Path, args: &[&str]) -> Run {
 /// The `ORIGIN` an installed test module declares, read from the target directory.
 pub fn installed_origin(target: &Path, module: &str) -> Option<String> {
     let text = std::fs::read_to_string(target.join(module).join("__init__.py")).ok()?;
-    text.trim()
-        .strip_prefix("ORIGIN = ")
-        .map(|s| s.trim_matches('"').to_owned())
+    text.trim().strip_prefix("ORIGIN = ").map(|s| s.trim_matches('"').to_owned())
 }
 
 /// The installed version of `dist` (from its `.dist-info` directory name).
@@ -154,16 +138,7 @@ impl PypiServer {
         assert!(status.success(), "htpasswd file written");
         let port = free_port();
         let child = Command::new(venv_bin("pypi-server"))
-            .args([
-                "run",
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port.to_string(),
-                "-a",
-                "download,list",
-                "-P",
-            ])
+            .args(["run", "-i", "127.0.0.1", "-p", &port.to_string(), "-a", "download,list", "-P"])
             .arg(&htpasswd)
             // Without this, pypiserver redirects unknown projects to pypi.org.
             .arg("--disable-fallback")
@@ -173,16 +148,9 @@ impl PypiServer {
             .kill_on_drop(true)
             .spawn()
             .expect("pypi-server starts");
-        let server = PypiServer {
-            url: format!("http://127.0.0.1:{port}/simple/"),
-            child,
-            _dir: dir,
-        };
+        let server = PypiServer { url: format!("http://127.0.0.1:{port}/simple/"), child, _dir: dir };
         for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
+            if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
                 return server;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -197,9 +165,5 @@ impl PypiServer {
 
 /// A port that was free a moment ago, for servers that cannot bind port 0 and report it.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }

@@ -28,7 +28,8 @@ pub fn build(name: &str, version: &str, origin: &str) -> Wheel {
         (format!("{dist_info}/METADATA"), metadata.clone().into_bytes()),
         (
             format!("{dist_info}/WHEEL"),
-            b"Wheel-Version: 1.0\nGenerator: pipgate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n".to_vec(),
+            b"Wheel-Version: 1.0\nGenerator: pipgate-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n"
+                .to_vec(),
         ),
     ];
     let mut record = String::new();
@@ -39,21 +40,16 @@ pub fn build(name: &str, version: &str, origin: &str) -> Wheel {
     record.push_str(&format!("{dist_info}/RECORD,,\n"));
 
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let options = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Deflated);
-    for (path, content) in files.iter().chain(std::iter::once(&(
-        format!("{dist_info}/RECORD"),
-        record.into_bytes(),
-    ))) {
+    let options =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    for (path, content) in
+        files.iter().chain(std::iter::once(&(format!("{dist_info}/RECORD"), record.into_bytes())))
+    {
         zip.start_file(path.as_str(), options).unwrap();
         zip.write_all(content).unwrap();
     }
     let bytes = zip.finish().unwrap().into_inner();
-    Wheel {
-        filename: format!("{dist}-{version}-py3-none-any.whl"),
-        bytes,
-        metadata: metadata.into_bytes(),
-    }
+    Wheel { filename: format!("{dist}-{version}-py3-none-any.whl"), bytes, metadata: metadata.into_bytes() }
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {

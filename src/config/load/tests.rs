@@ -46,19 +46,10 @@ fn a_full_file_loads_and_normalizes() {
     let env = MapEnv::new([("CORP_PAT", "s3cret")]);
     let (config, _) = load_text(TWO_UPSTREAMS, &env);
     let config = config.unwrap();
-    assert_eq!(
-        config.upstreams[0].url.as_str(),
-        "https://feed.test/simple/",
-        "trailing slash added"
-    );
+    assert_eq!(config.upstreams[0].url.as_str(), "https://feed.test/simple/", "trailing slash added");
     assert_eq!(config.routes[0].projects, ["acme-*", "internal-tool"]);
-    let AuthConfig::Basic(basic) = config.upstreams[0].auth.as_ref().unwrap() else {
-        panic!()
-    };
-    assert_eq!(
-        basic.password_source(),
-        Some(SecretSource::Env("CORP_PAT".into()))
-    );
+    let AuthConfig::Basic(basic) = config.upstreams[0].auth.as_ref().unwrap() else { panic!() };
+    assert_eq!(basic.password_source(), Some(SecretSource::Env("CORP_PAT".into())));
 }
 
 #[test]
@@ -69,10 +60,7 @@ fn environment_overlays_set_any_key() {
         ("PIPGATE_UPSTREAM__1__TIMEOUT", "5s"),
         ("PIPGATE_UPSTREAM__2__NAME", "mirror"),
         ("PIPGATE_UPSTREAM__2__URL", "http://mirror.test/simple/"),
-        (
-            "PIPGATE_ROUTE",
-            r#"[{projects = ["x-*"], upstream = "mirror"}]"#,
-        ),
+        ("PIPGATE_ROUTE", r#"[{projects = ["x-*"], upstream = "mirror"}]"#),
     ]);
     let config = load_text(TWO_UPSTREAMS, &env).0.unwrap();
     assert_eq!(config.server.listen.port(), 7000);
@@ -164,10 +152,7 @@ upstream = "corp""#,
         let shown = error.to_string();
         assert_eq!(error.key.as_deref(), Some(*key), "{shown}");
         assert!(shown.starts_with(&file_name), "{shown}");
-        assert!(
-            shown.contains(expected),
-            "{shown} should contain {expected}"
-        );
+        assert!(shown.contains(expected), "{shown} should contain {expected}");
         assert!(!shown.contains("hunter2"), "{shown}");
     }
 }
@@ -176,40 +161,21 @@ upstream = "corp""#,
 fn syntax_errors_give_a_line() {
     let (result, file_name) = load_text("[server\nlisten = 1", &MapEnv::default());
     let shown = result.unwrap_err().to_string();
-    assert!(
-        shown.starts_with(&file_name) && shown.contains("line 1"),
-        "{shown}"
-    );
+    assert!(shown.starts_with(&file_name) && shown.contains("line 1"), "{shown}");
 }
 
 #[test]
 fn an_error_in_an_overlay_names_the_variable() {
-    let env = MapEnv::new([
-        ("CORP_PAT", "x"),
-        ("PIPGATE_UPSTREAM__0__URL", "ftp://feed.test/"),
-    ]);
+    let env = MapEnv::new([("CORP_PAT", "x"), ("PIPGATE_UPSTREAM__0__URL", "ftp://feed.test/")]);
     let error = load_text(TWO_UPSTREAMS, &env).0.unwrap_err();
-    assert!(
-        error
-            .origin
-            .starts_with("environment variable PIPGATE_UPSTREAM__0__URL"),
-        "{error}"
-    );
+    assert!(error.origin.starts_with("environment variable PIPGATE_UPSTREAM__0__URL"), "{error}");
 }
 
 #[test]
 fn a_missing_file_is_named() {
-    let error = load(
-        &ConfigSource::File("/nonexistent/pipgate.toml".into()),
-        &MapEnv::default(),
-    )
-    .unwrap_err();
-    assert!(
-        error
-            .to_string()
-            .starts_with("/nonexistent/pipgate.toml: cannot read"),
-        "{error}"
-    );
+    let error =
+        load(&ConfigSource::File("/nonexistent/pipgate.toml".into()), &MapEnv::default()).unwrap_err();
+    assert!(error.to_string().starts_with("/nonexistent/pipgate.toml: cannot read"), "{error}");
 }
 
 #[test]

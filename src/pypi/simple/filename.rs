@@ -7,16 +7,11 @@ const SDIST_SUFFIXES: [&str; 6] = [".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".t
 /// The version in a wheel, egg or sdist file name of `project` (a normalized name), or `None`
 /// when the name does not follow any of those conventions.
 pub fn version_from_filename<'a>(project: &str, filename: &'a str) -> Option<&'a str> {
-    if let Some(stem) = filename
-        .strip_suffix(".whl")
-        .or_else(|| filename.strip_suffix(".egg"))
-    {
+    if let Some(stem) = filename.strip_suffix(".whl").or_else(|| filename.strip_suffix(".egg")) {
         // {distribution}-{version}(-{build})?-{python}-{abi}-{platform}: no '-' inside parts.
         return stem.split('-').nth(1).filter(|v| !v.is_empty());
     }
-    let stem = SDIST_SUFFIXES
-        .iter()
-        .find_map(|suffix| filename.strip_suffix(suffix))?;
+    let stem = SDIST_SUFFIXES.iter().find_map(|suffix| filename.strip_suffix(suffix))?;
     // Legacy sdists keep '-' in the name part, so find the split whose prefix is the project.
     stem.match_indices('-').find_map(|(at, _)| {
         let (name, version) = (&stem[..at], &stem[at + 1..]);
@@ -32,32 +27,16 @@ mod tests {
     #[test]
     fn versions_from_names() {
         for (project, filename, expected) in [
-            (
-                "acme-core",
-                "acme_core-1.0.0-py3-none-any.whl",
-                Some("1.0.0"),
-            ),
-            (
-                "acme-core",
-                "acme_core-2.1-1-cp311-cp311-manylinux_2_17_x86_64.whl",
-                Some("2.1"),
-            ),
+            ("acme-core", "acme_core-1.0.0-py3-none-any.whl", Some("1.0.0")),
+            ("acme-core", "acme_core-2.1-1-cp311-cp311-manylinux_2_17_x86_64.whl", Some("2.1")),
             ("acme-core", "acme_core-1.0.0.tar.gz", Some("1.0.0")),
             ("acme-core", "acme-core-1.0rc1.zip", Some("1.0rc1")),
-            (
-                "zope-interface",
-                "zope.interface-5.4.0.tar.gz",
-                Some("5.4.0"),
-            ),
+            ("zope-interface", "zope.interface-5.4.0.tar.gz", Some("5.4.0")),
             ("six", "six-1.16.0-py2.7.egg", Some("1.16.0")),
             ("acme-core", "README.txt", None),
             ("acme-core", "other-1.0.tar.gz", None),
         ] {
-            assert_eq!(
-                version_from_filename(project, filename),
-                expected,
-                "{filename}"
-            );
+            assert_eq!(version_from_filename(project, filename), expected, "{filename}");
         }
     }
 }

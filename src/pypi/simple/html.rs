@@ -11,8 +11,8 @@ use lol_html::{HtmlRewriter, Settings, element};
 use url::Url;
 
 use super::{
-    API_VERSION, CoreMetadata, DistFile, Hashes, PageError, ProjectList, ProjectPage,
-    ProjectStatus, Yanked, absolute_url, filename_from_url, preferred_hash,
+    API_VERSION, CoreMetadata, DistFile, Hashes, PageError, ProjectList, ProjectPage, ProjectStatus, Yanked,
+    absolute_url, filename_from_url, preferred_hash,
 };
 
 /// An `<a>` element's attributes, entity-decoded.
@@ -37,8 +37,7 @@ struct RawPage {
 }
 
 fn attribute(el: &lol_html::html_content::Element<'_, '_>, name: &str) -> Option<String> {
-    el.get_attribute(name)
-        .map(|v| decode_html_entities(&v).into_owned())
+    el.get_attribute(name).map(|v| decode_html_entities(&v).into_owned())
 }
 
 fn tokenize(body: &[u8]) -> Result<RawPage, PageError> {
@@ -74,30 +73,17 @@ fn tokenize(body: &[u8]) -> Result<RawPage, PageError> {
             Ok(())
         }));
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
-    rewriter
-        .write(body)
-        .map_err(|e| PageError::Html(e.to_string()))?;
+    rewriter.write(body).map_err(|e| PageError::Html(e.to_string()))?;
     rewriter.end().map_err(|e| PageError::Html(e.to_string()))?;
-    Ok(RawPage {
-        base_href,
-        links,
-        metas,
-        has_password_input,
-    })
+    Ok(RawPage { base_href, links, metas, has_password_input })
 }
 
 /// Parses an HTML project page fetched from `base`.
-pub fn parse_project_html(
-    body: &[u8],
-    base: &Url,
-    project: &str,
-) -> Result<ProjectPage, PageError> {
+pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<ProjectPage, PageError> {
     let raw = tokenize(body)?;
     if raw.has_password_input {
         // A proxy or feed that answers 200 with a login form must not look like an empty project.
-        return Err(PageError::Html(
-            "the page is a sign-in form, not a simple page".to_owned(),
-        ));
+        return Err(PageError::Html("the page is a sign-in form, not a simple page".to_owned()));
     }
     let base = match &raw.base_href {
         Some(href) => base.join(href).unwrap_or_else(|_| base.clone()),
@@ -118,10 +104,7 @@ pub fn parse_project_html(
         match name.as_str() {
             "pypi:repository-version" => page.meta.api_version = content,
             "pypi:project-status" => {
-                page.project_status = Some(ProjectStatus {
-                    status: content,
-                    reason: None,
-                });
+                page.project_status = Some(ProjectStatus { status: content, reason: None });
             }
             "pypi:project-status-reason" => status_reason = Some(content),
             "pypi:tracks" => page.tracks.push(content),
@@ -136,12 +119,11 @@ pub fn parse_project_html(
         return Err(PageError::UnsupportedVersion(page.meta.api_version));
     }
     for link in raw.links {
-        let (url, fragment_hash) =
-            absolute_url(&base, &link.href).map_err(|source| PageError::BadUrl {
-                filename: String::new(),
-                url: link.href.clone(),
-                source,
-            })?;
+        let (url, fragment_hash) = absolute_url(&base, &link.href).map_err(|source| PageError::BadUrl {
+            filename: String::new(),
+            url: link.href.clone(),
+            source,
+        })?;
         let Some(filename) = filename_from_url(&url) else {
             tracing::debug!(href = %link.href, "skipping a link that names no file");
             continue;
@@ -160,21 +142,12 @@ pub fn parse_project_html(
                 Some(reason) if reason.is_empty() => Yanked::Flag(true),
                 Some(reason) => Yanked::Reason(reason),
             },
-            core_metadata: link
-                .core_metadata
-                .as_deref()
-                .and_then(parse_metadata_attribute),
-            dist_info_metadata: link
-                .dist_info_metadata
-                .as_deref()
-                .and_then(parse_metadata_attribute),
+            core_metadata: link.core_metadata.as_deref().and_then(parse_metadata_attribute),
+            dist_info_metadata: link.dist_info_metadata.as_deref().and_then(parse_metadata_attribute),
             gpg_sig: link.gpg_sig.map(|v| v == "true"),
             size: None,
             upload_time: None,
-            provenance: link
-                .provenance
-                .and_then(|p| base.join(&p).ok())
-                .map(String::from),
+            provenance: link.provenance.and_then(|p| base.join(&p).ok()).map(String::from),
             extra: Default::default(),
         });
     }
@@ -185,9 +158,9 @@ pub fn parse_project_html(
 /// `data-core-metadata`: `true`, or `hashname=digest` (PEP 658/714).
 fn parse_metadata_attribute(value: &str) -> Option<CoreMetadata> {
     match value.split_once('=') {
-        Some((name, digest)) => Some(CoreMetadata::Hashes(
-            [(name.to_ascii_lowercase(), digest.to_ascii_lowercase())].into(),
-        )),
+        Some((name, digest)) => {
+            Some(CoreMetadata::Hashes([(name.to_ascii_lowercase(), digest.to_ascii_lowercase())].into()))
+        }
         None if value == "false" => None,
         None => Some(CoreMetadata::Flag(true)),
     }
@@ -209,10 +182,7 @@ pub fn render_project_html(page: &ProjectPage) -> String {
     let name = encode_text(&page.name);
     let mut out = String::with_capacity(256 + page.files.len() * 256);
     out.push_str("<!DOCTYPE html>\n<html>\n  <head>\n");
-    let _ = writeln!(
-        out,
-        "    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">"
-    );
+    let _ = writeln!(out, "    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">");
     if let Some(status) = &page.project_status {
         meta_tag(&mut out, "pypi:project-status", &status.status);
         if let Some(reason) = &status.reason {
@@ -250,11 +220,7 @@ pub fn render_project_html(page: &ProjectPage) -> String {
             data_attribute(&mut out, "data-dist-info-metadata", &value);
         }
         if let Some(gpg_sig) = file.gpg_sig {
-            data_attribute(
-                &mut out,
-                "data-gpg-sig",
-                if gpg_sig { "true" } else { "false" },
-            );
+            data_attribute(&mut out, "data-gpg-sig", if gpg_sig { "true" } else { "false" });
         }
         if let Some(provenance) = &file.provenance {
             data_attribute(&mut out, "data-provenance", provenance);
@@ -268,11 +234,8 @@ pub fn render_project_html(page: &ProjectPage) -> String {
 }
 
 fn meta_tag(out: &mut String, name: &str, content: &str) {
-    let _ = writeln!(
-        out,
-        "    <meta name=\"{name}\" content=\"{}\">",
-        encode_double_quoted_attribute(content)
-    );
+    let _ =
+        writeln!(out, "    <meta name=\"{name}\" content=\"{}\">", encode_double_quoted_attribute(content));
 }
 
 fn data_attribute(out: &mut String, name: &str, value: &str) {
@@ -283,9 +246,7 @@ fn data_attribute(out: &mut String, name: &str, value: &str) {
 pub fn parse_root_html(body: &[u8], base: &Url) -> Result<ProjectList, PageError> {
     let raw = tokenize(body)?;
     if raw.has_password_input {
-        return Err(PageError::Html(
-            "the page is a sign-in form, not a simple page".to_owned(),
-        ));
+        return Err(PageError::Html("the page is a sign-in form, not a simple page".to_owned()));
     }
     let names = raw
         .links
@@ -293,9 +254,7 @@ pub fn parse_root_html(body: &[u8], base: &Url) -> Result<ProjectList, PageError
         .filter_map(|link| {
             let url = base.join(&link.href).ok()?;
             let segment = url.path_segments()?.rfind(|s| !s.is_empty())?;
-            let name = percent_encoding::percent_decode_str(segment)
-                .decode_utf8()
-                .ok()?;
+            let name = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?;
             Some(name.into_owned())
         })
         .collect();
@@ -306,16 +265,11 @@ pub fn parse_root_html(body: &[u8], base: &Url) -> Result<ProjectList, PageError
 pub fn render_root_html(list: &ProjectList) -> String {
     let mut out = String::with_capacity(128 + list.names.len() * 64);
     out.push_str("<!DOCTYPE html>\n<html>\n  <head>\n");
-    let _ = writeln!(
-        out,
-        "    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">"
-    );
+    let _ = writeln!(out, "    <meta name=\"pypi:repository-version\" content=\"{API_VERSION}\">");
     out.push_str("    <title>Simple index</title>\n  </head>\n  <body>\n");
     for name in &list.names {
-        let href = format!(
-            "{}/",
-            percent_encoding::utf8_percent_encode(name, crate::pypi::rewrite::PATH_SEGMENT)
-        );
+        let href =
+            format!("{}/", percent_encoding::utf8_percent_encode(name, crate::pypi::rewrite::PATH_SEGMENT));
         let _ = writeln!(
             out,
             "    <a href=\"{}\">{}</a><br>",
@@ -361,27 +315,16 @@ mod tests {
         assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(
             wheel.core_metadata,
-            Some(CoreMetadata::Hashes(
-                [("sha256".into(), "ef01".into())].into()
-            ))
+            Some(CoreMetadata::Hashes([("sha256".into(), "ef01".into())].into()))
         );
         let sdist = &page.files[1];
-        assert_eq!(
-            sdist.url,
-            "https://feed.test/org/_packaging/feed/pypi/packages/acme_core-1.1.tar.gz"
-        );
+        assert_eq!(sdist.url, "https://feed.test/org/_packaging/feed/pypi/packages/acme_core-1.1.tar.gz");
         assert_eq!(sdist.yanked, Yanked::Flag(true));
         assert_eq!(sdist.gpg_sig, Some(true));
         let third = &page.files[2];
-        assert_eq!(
-            third.url,
-            "https://feed.test/packages/acme_core-1.2.tar.gz?a=1&b=2"
-        );
+        assert_eq!(third.url, "https://feed.test/packages/acme_core-1.2.tar.gz?a=1&b=2");
         assert_eq!(third.yanked, Yanked::Reason("bad \"release\"".into()));
-        assert_eq!(
-            page.project_status.unwrap().reason.as_deref(),
-            Some("malware & more")
-        );
+        assert_eq!(page.project_status.unwrap().reason.as_deref(), Some("malware & more"));
         assert_eq!(page.tracks, ["https://pypi.org/simple/acme-core/"]);
         assert_eq!(page.versions, ["1.0", "1.1", "1.2"]);
     }
@@ -416,7 +359,8 @@ mod tests {
 
     #[test]
     fn root_page_names() {
-        let html = br#"<html><body><a href="/simple/acme-core/">acme-core</a><a href="six/">six</a></body></html>"#;
+        let html =
+            br#"<html><body><a href="/simple/acme-core/">acme-core</a><a href="six/">six</a></body></html>"#;
         let list = parse_root_html(html, &Url::parse("https://x.test/simple/").unwrap()).unwrap();
         assert_eq!(list.names, ["acme-core", "six"]);
         let again = parse_root_html(

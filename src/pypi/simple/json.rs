@@ -7,20 +7,15 @@ use url::Url;
 use super::{API_VERSION, PageError, ProjectList, ProjectPage, absolute_url};
 
 /// Parses a JSON project page fetched from `base`, resolving file URLs against it.
-pub fn parse_project_json(
-    body: &[u8],
-    base: &Url,
-    project: &str,
-) -> Result<ProjectPage, PageError> {
+pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<ProjectPage, PageError> {
     let mut page: ProjectPage = serde_json::from_slice(body)?;
     check_api_version(&page.meta.api_version)?;
     for file in &mut page.files {
-        let (url, fragment_hash) =
-            absolute_url(base, &file.url).map_err(|source| PageError::BadUrl {
-                filename: file.filename.clone(),
-                url: file.url.clone(),
-                source,
-            })?;
+        let (url, fragment_hash) = absolute_url(base, &file.url).map_err(|source| PageError::BadUrl {
+            filename: file.filename.clone(),
+            url: file.url.clone(),
+            source,
+        })?;
         file.url = url;
         if let Some((name, digest)) = fragment_hash {
             file.hashes.entry(name).or_insert(digest);
@@ -41,10 +36,7 @@ pub fn render_project_json(page: &ProjectPage) -> Vec<u8> {
         #[serde(flatten)]
         page: &'a ProjectPage,
     }
-    let rendered = Rendered {
-        meta: RenderedMeta::new(&page.meta.extra),
-        page,
-    };
+    let rendered = Rendered { meta: RenderedMeta::new(&page.meta.extra), page };
     serde_json::to_vec(&rendered).expect("a page model always serializes")
 }
 
@@ -64,9 +56,7 @@ pub fn parse_root_json(body: &[u8]) -> Result<ProjectList, PageError> {
     if let Some(meta) = &root.meta {
         check_api_version(&meta.api_version)?;
     }
-    Ok(ProjectList {
-        names: root.projects.into_iter().map(|p| p.name).collect(),
-    })
+    Ok(ProjectList { names: root.projects.into_iter().map(|p| p.name).collect() })
 }
 
 /// Renders the root page as PEP 691 JSON.
@@ -98,10 +88,7 @@ struct RenderedMeta<'a> {
 
 impl<'a> RenderedMeta<'a> {
     fn new(extra: &'a Map<String, Value>) -> Self {
-        RenderedMeta {
-            api_version: API_VERSION,
-            extra,
-        }
+        RenderedMeta { api_version: API_VERSION, extra }
     }
 }
 
@@ -143,34 +130,21 @@ mod tests {
     fn parses_every_field_and_keeps_unknown_keys() {
         let page = parse_project_json(PAGE.as_bytes(), &base(), "acme-core").unwrap();
         let wheel = &page.files[0];
-        assert_eq!(
-            wheel.url,
-            "https://upstream.test/files/acme_core-1.0-py3-none-any.whl"
-        );
+        assert_eq!(wheel.url, "https://upstream.test/files/acme_core-1.0-py3-none-any.whl");
         assert_eq!(wheel.yanked, Yanked::Reason("broken build".into()));
         assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
         let bb = CoreMetadata::Hashes([("sha256".to_owned(), "bb".to_owned())].into());
-        assert_eq!(
-            wheel.core_metadata,
-            Some(bb.clone()),
-            "legacy spelling is read"
-        );
+        assert_eq!(wheel.core_metadata, Some(bb.clone()), "legacy spelling is read");
         assert_eq!(wheel.dist_info_metadata, Some(bb));
         assert_eq!(wheel.size, Some(10));
         assert_eq!(wheel.extra["future-file-key"], serde_json::json!([1, 2]));
         let sdist = &page.files[1];
-        assert_eq!(
-            sdist.hashes["sha256"], "cc",
-            "fragment hash moves into hashes"
-        );
+        assert_eq!(sdist.hashes["sha256"], "cc", "fragment hash moves into hashes");
         assert_eq!(sdist.url, "https://files.test/acme_core-1.1.tar.gz");
         assert_eq!(sdist.gpg_sig, Some(false));
         assert_eq!(page.project_status.as_ref().unwrap().status, "archived");
         assert_eq!(page.meta.extra["_last-serial"], 42);
-        assert_eq!(
-            page.extra["future-project-key"],
-            serde_json::json!({"x": 1})
-        );
+        assert_eq!(page.extra["future-project-key"], serde_json::json!({"x": 1}));
     }
 
     #[test]
@@ -179,54 +153,30 @@ mod tests {
         let rendered: Value = serde_json::from_slice(&render_project_json(&page)).unwrap();
         assert_eq!(rendered["meta"]["api-version"], "1.4");
         assert_eq!(rendered["meta"]["_last-serial"], 42);
-        assert_eq!(
-            rendered["files"][0]["core-metadata"],
-            serde_json::json!({"sha256": "bb"})
-        );
-        assert_eq!(
-            rendered["files"][0]["dist-info-metadata"],
-            serde_json::json!({"sha256": "bb"})
-        );
+        assert_eq!(rendered["files"][0]["core-metadata"], serde_json::json!({"sha256": "bb"}));
+        assert_eq!(rendered["files"][0]["dist-info-metadata"], serde_json::json!({"sha256": "bb"}));
         assert_eq!(rendered["files"][0]["yanked"], "broken build");
-        assert_eq!(
-            rendered["files"][0]["future-file-key"],
-            serde_json::json!([1, 2])
-        );
-        assert!(
-            rendered["files"][1].get("yanked").is_none(),
-            "false yanked is omitted"
-        );
+        assert_eq!(rendered["files"][0]["future-file-key"], serde_json::json!([1, 2]));
+        assert!(rendered["files"][1].get("yanked").is_none(), "false yanked is omitted");
         assert_eq!(rendered["project-status"]["reason"], "moved");
         assert_eq!(rendered["future-project-key"], serde_json::json!({"x": 1}));
-        let reparsed =
-            parse_project_json(&render_project_json(&page), &base(), "acme-core").unwrap();
+        let reparsed = parse_project_json(&render_project_json(&page), &base(), "acme-core").unwrap();
         assert_eq!(reparsed.files, page.files);
     }
 
     #[test]
     fn rejects_bodies_that_are_not_pages() {
         assert!(parse_project_json(b"<html></html>", &base(), "acme-core").is_err());
-        assert!(
-            parse_project_json(
-                br#"{"meta":{"api-version":"1.0"},"name":"x"}"#,
-                &base(),
-                "x"
-            )
-            .is_err()
-        );
+        assert!(parse_project_json(br#"{"meta":{"api-version":"1.0"},"name":"x"}"#, &base(), "x").is_err());
         let v2 = br#"{"meta":{"api-version":"2.0"},"name":"x","files":[]}"#;
-        assert!(matches!(
-            parse_project_json(v2, &base(), "x"),
-            Err(PageError::UnsupportedVersion(_))
-        ));
+        assert!(matches!(parse_project_json(v2, &base(), "x"), Err(PageError::UnsupportedVersion(_))));
     }
 
     #[test]
     fn root_round_trip() {
-        let list = parse_root_json(
-            br#"{"meta":{"api-version":"1.0"},"projects":[{"name":"a"},{"name":"B_c"}]}"#,
-        )
-        .unwrap();
+        let list =
+            parse_root_json(br#"{"meta":{"api-version":"1.0"},"projects":[{"name":"a"},{"name":"B_c"}]}"#)
+                .unwrap();
         assert_eq!(list.names, ["a", "B_c"]);
         let rendered: Value = serde_json::from_slice(&render_root_json(&list)).unwrap();
         assert_eq!(rendered["projects"][1]["name"], "B_c");

@@ -35,21 +35,13 @@ pub struct ProjectPage {
     #[serde(default)]
     pub versions: Vec<String>,
     /// PEP 792.
-    #[serde(
-        rename = "project-status",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "project-status", default, skip_serializing_if = "Option::is_none")]
     pub project_status: Option<ProjectStatus>,
     /// PEP 708.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tracks: Vec<String>,
     /// PEP 708.
-    #[serde(
-        rename = "alternate-locations",
-        default,
-        skip_serializing_if = "Vec::is_empty"
-    )]
+    #[serde(rename = "alternate-locations", default, skip_serializing_if = "Vec::is_empty")]
     pub alternate_locations: Vec<String>,
     /// Written by the renderers with pipgate's own api-version, hence not serialized here.
     #[serde(default, skip_serializing)]
@@ -66,11 +58,7 @@ pub struct DistFile {
     pub url: String,
     #[serde(default)]
     pub hashes: Hashes,
-    #[serde(
-        rename = "requires-python",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "requires-python", default, skip_serializing_if = "Option::is_none")]
     pub requires_python: Option<String>,
     /// PEP 592: `false`, `true`, or the reason (which implies yanked).
     #[serde(default, skip_serializing_if = "Yanked::is_no")]
@@ -78,17 +66,9 @@ pub struct DistFile {
     /// PEP 658/714: whether (and with which hashes) a `.metadata` file sits beside this file.
     /// Read from `core-metadata`, else the legacy `dist-info-metadata`; both always hold the
     /// same value (see [`DistFile::unify_metadata_spellings`]) so old and new clients agree.
-    #[serde(
-        rename = "core-metadata",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "core-metadata", default, skip_serializing_if = "Option::is_none")]
     pub core_metadata: Option<CoreMetadata>,
-    #[serde(
-        rename = "dist-info-metadata",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "dist-info-metadata", default, skip_serializing_if = "Option::is_none")]
     pub dist_info_metadata: Option<CoreMetadata>,
     #[serde(rename = "gpg-sig", default, skip_serializing_if = "Option::is_none")]
     pub gpg_sig: Option<bool>,
@@ -96,11 +76,7 @@ pub struct DistFile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// PEP 700.
-    #[serde(
-        rename = "upload-time",
-        default,
-        skip_serializing_if = "Option::is_none"
-    )]
+    #[serde(rename = "upload-time", default, skip_serializing_if = "Option::is_none")]
     pub upload_time: Option<String>,
     /// PEP 740: URL of the provenance object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -141,10 +117,7 @@ pub struct Meta {
 
 impl Default for Meta {
     fn default() -> Self {
-        Meta {
-            api_version: "1.0".to_owned(),
-            extra: Map::new(),
-        }
+        Meta { api_version: "1.0".to_owned(), extra: Map::new() }
     }
 }
 
@@ -184,11 +157,7 @@ pub enum PageError {
     #[error("invalid HTML simple page: {0}")]
     Html(String),
     #[error("file {filename:?} has an invalid URL {url:?}: {source}")]
-    BadUrl {
-        filename: String,
-        url: String,
-        source: url::ParseError,
-    },
+    BadUrl { filename: String, url: String, source: url::ParseError },
     #[error("the page declares api-version {0:?}; only major version 1 is understood")]
     UnsupportedVersion(String),
 }
@@ -204,9 +173,7 @@ impl DistFile {
 
     /// Whether a PEP 658 `.metadata` file is offered for this file.
     pub fn has_metadata(&self) -> bool {
-        self.core_metadata
-            .as_ref()
-            .is_some_and(CoreMetadata::is_available)
+        self.core_metadata.as_ref().is_some_and(CoreMetadata::is_available)
     }
 }
 
@@ -240,10 +207,7 @@ impl ProjectPage {
 }
 
 /// Resolves `href` against `base` and splits off a `#name=digest` fragment into a hash.
-fn absolute_url(
-    base: &url::Url,
-    href: &str,
-) -> Result<(String, Option<(String, String)>), url::ParseError> {
+fn absolute_url(base: &url::Url, href: &str) -> Result<(String, Option<(String, String)>), url::ParseError> {
     let mut url = base.join(href)?;
     let hash = url.fragment().and_then(|fragment| {
         let (name, digest) = fragment.split_once('=')?;
@@ -256,10 +220,7 @@ fn absolute_url(
 
 /// The hash to put in an HTML link fragment: sha256 when present, else the first one.
 fn preferred_hash(hashes: &Hashes) -> Option<(&str, &str)> {
-    hashes
-        .get_key_value("sha256")
-        .or_else(|| hashes.iter().next())
-        .map(|(k, v)| (k.as_str(), v.as_str()))
+    hashes.get_key_value("sha256").or_else(|| hashes.iter().next()).map(|(k, v)| (k.as_str(), v.as_str()))
 }
 
 /// The last path segment of a URL, percent-decoded: PEP 503 says the link text is the file
@@ -267,9 +228,7 @@ fn preferred_hash(hashes: &Hashes) -> Option<(&str, &str)> {
 fn filename_from_url(url: &str) -> Option<String> {
     let parsed = url::Url::parse(url).ok()?;
     let segment = parsed.path_segments()?.next_back()?;
-    let decoded = percent_encoding::percent_decode_str(segment)
-        .decode_utf8()
-        .ok()?;
+    let decoded = percent_encoding::percent_decode_str(segment).decode_utf8().ok()?;
     (!decoded.is_empty()).then(|| decoded.into_owned())
 }
 

@@ -1,0 +1,155 @@
+//! Real pip and uv install real wheels through a running pipgate (the ground truth).
+//!
+//! The private feed is a real pypiserver that requires basic auth; the public index holds real
+//! public wheels (six, idna, packaging) plus an attacker's `acme-core` at a much higher version.
+//! Proves, for both clients:
+//! - the private `acme-core` is installed with the public packages, never the attacker's, also
+//!   when the request spells the name `Acme_Core` or `acme.core`;
+//! - with the private feed stopped the install fails, and still never installs the attacker's;
+//! - `--require-hashes` installs succeed with hashes taken from the original files.
+
+mod support;
+
+use std::path::Path;
+
+use pipgate::config::MapEnv;
+use support::fake_index::{FakeFile, FakeIndex};
+use support::python::{
+    PypiServer, Run, installed_origin, installed_version, pip_install, public_wheels, uv_install,
+};
+use support::{Pipgate, wheel};
+
+const PASSWORD: &str = "e2e-canary-pw";
+
+struct World {
+    private: PypiServer,
+    _public: FakeIndex,
+    pipgate: Pipgate,
+    private_wheel: wheel::Wheel,
+    _packages: tempfile::TempDir,
+}
+
+async fn world() -> World {
+    let packages = tempfile::tempdir().unwrap();
+    let private_wheel = wheel::build("acme-core", "1.0.0", "private");
+    std::fs::write(packages.path().join(&private_wheel.filename), &private_wheel.bytes).unwrap();
+    let private = PypiServer::start(packages.path(), "ci", PASSWORD).await;
+
+    let public = FakeIndex::start().await;
+    for path in public_wheels() {
+        let file = FakeFile::from_path(&path);
+        let project = file.filename.split('-').next().unwrap().to_lowercase();
+        public.add(&project, file);
+    }
+    public.add("acme-core", wheel::build("acme-core", "99.0.0", "attacker"));
+
+    let config = format!(
+        r#"[[upstream]]
+name = "corp"
+url = "{}"
+auth = {{ basic = {{ username = "ci", password_env = "CORP_PASSWORD" }} }}
+
+[[upstream]]
+name = "pypi"
+url = "{}"
+"#,
+        private.url,
+        public.url()
+    );
+    let pipgate = Pipgate::start(&config, MapEnv::new([("CORP_PASSWORD", PASSWORD)])).await;
+    World { private, _public: public, pipgate, private_wheel, _packages: packages }
+}
+
+fn assert_private_installed(run: &Run, target: &Path) {
+    assert!(run.success, "install failed:\n{}", run.output);
+    assert_eq!(installed_origin(target, "acme_core").as_deref(), Some("private"), "{}", run.output);
+    assert_eq!(installed_version(target, "acme_core").as_deref(), Some("1.0.0"));
+    assert!(!run.output.contains(PASSWORD), "the feed password reached the client:\n{}", run.output);
+}
+
+fn assert_public_installed(target: &Path) {
+    assert_eq!(installed_version(target, "six").as_deref(), Some("1.16.0"));
+    assert!(installed_version(target, "idna").is_some());
+    assert!(installed_version(target, "packaging").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_private_and_public_packages_through_pipgate() {
+    let mut world = world().await;
+    let index = world.pipgate.index_url();
+
+    let target = tempfile::tempdir().unwrap();
+    let run = pip_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
+    assert_private_installed(&run, target.path());
+    assert_public_installed(target.path());
+
+    for spelling in ["Acme_Core", "acme.core"] {
+        let target = tempfile::tempdir().unwrap();
+        let run = pip_install(&index, target.path(), &[spelling]).await;
+        assert_private_installed(&run, target.path());
+    }
+
+    // --require-hashes with hashes computed from the files themselves.
+    let target = tempfile::tempdir().unwrap();
+    let requirements = target.path().join("requirements.txt");
+    let six =
+        std::fs::read(public_wheels().into_iter().find(|p| p.to_string_lossy().contains("six-")).unwrap())
+            .unwrap();
+    std::fs::write(
+        &requirements,
+        format!(
+            "acme-core==1.0.0 --hash=sha256:{}\nsix==1.16.0 --hash=sha256:{}\n",
+            wheel::sha256_hex(&world.private_wheel.bytes),
+            wheel::sha256_hex(&six)
+        ),
+    )
+    .unwrap();
+    let install_dir = target.path().join("site");
+    let run =
+        pip_install(&index, &install_dir, &["--require-hashes", "-r", requirements.to_str().unwrap()]).await;
+    assert_private_installed(&run, &install_dir);
+
+    // The private feed goes down: the install fails and never falls back to the attacker's.
+    world.private.stop().await;
+    let target = tempfile::tempdir().unwrap();
+    let run = pip_install(&index, target.path(), &["-vv", "acme-core"]).await;
+    assert!(!run.success, "the install should fail:\n{}", run.output);
+    assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
+    assert!(run.output.contains("502 error responses"), "pip -vv shows the gateway error:\n{}", run.output);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uv_installs_private_and_public_packages_through_pipgate() {
+    let mut world = world().await;
+    let index = world.pipgate.index_url();
+
+    let target = tempfile::tempdir().unwrap();
+    let run = uv_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
+    assert_private_installed(&run, target.path());
+    assert_public_installed(target.path());
+
+    for spelling in ["Acme_Core", "acme.core"] {
+        let target = tempfile::tempdir().unwrap();
+        let run = uv_install(&index, target.path(), &[spelling]).await;
+        assert_private_installed(&run, target.path());
+    }
+
+    let target = tempfile::tempdir().unwrap();
+    let requirements = target.path().join("requirements.txt");
+    std::fs::write(
+        &requirements,
+        format!("acme-core==1.0.0 --hash=sha256:{}\n", wheel::sha256_hex(&world.private_wheel.bytes)),
+    )
+    .unwrap();
+    let install_dir = target.path().join("site");
+    let run =
+        uv_install(&index, &install_dir, &["--require-hashes", "-r", requirements.to_str().unwrap()]).await;
+    assert_private_installed(&run, &install_dir);
+
+    world.private.stop().await;
+    let target = tempfile::tempdir().unwrap();
+    let run = uv_install(&index, target.path(), &["acme-core"]).await;
+    assert!(!run.success, "the install should fail:\n{}", run.output);
+    assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
+    assert!(run.output.contains("502") || run.output.contains("Bad Gateway"), "{}", run.output);
+}
