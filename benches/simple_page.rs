@@ -27,7 +27,10 @@ fn json_page(files: usize) -> String {
             )
         })
         .collect();
-    format!(r#"{{"meta":{{"api-version":"1.1"}},"name":"bench-project","files":[{}],"versions":[]}}"#, entries.join(","))
+    format!(
+        r#"{{"meta":{{"api-version":"1.1"}},"name":"bench-project","files":[{}],"versions":[]}}"#,
+        entries.join(",")
+    )
 }
 
 fn bench(c: &mut Criterion) {
