@@ -1,17 +1,24 @@
 //! Builds pipgate from its config: the upstreams with their credentials, the owner rule over
-//! them, and the service stack that answers requests. This is the one place that knows how the
-//! pieces are stacked.
+//! them, the caches, and the service stack that answers requests. This is the one place that
+//! knows how the pieces are stacked.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Request, Response};
+use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
 use crate::body::ResponseBody;
+use crate::cache::files::FileStore;
+use crate::cache::page_disk::PageDisk;
+use crate::cache::{Freshness, PageCache};
 use crate::config::{Config, Environment};
+use crate::handler::simple::RootCache;
 use crate::resolve::{Resolver, Route};
 use crate::server::Server;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
@@ -19,7 +26,11 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
 /// Everything a request handler needs, shared by all connections.
 #[derive(Debug)]
 pub struct App {
-    pub resolver: Resolver,
+    pub pages: Arc<PageCache>,
+    pub files: Arc<FileStore>,
+    pub root: RootCache,
+    /// `Cache-Control: max-age` for fresh index pages.
+    pub client_max_age: Duration,
 }
 
 /// pipgate could not be built from a config that loaded.
@@ -29,6 +40,8 @@ pub enum BuildError {
     Credential { upstream: String, source: crate::auth::AuthError },
     #[error("upstream {upstream:?}: {source}")]
     Client { upstream: String, source: UpstreamError },
+    #[error("cannot use the cache directory {}: {source}", dir.display())]
+    Cache { dir: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
 }
@@ -70,14 +83,27 @@ impl App {
                     .expect("routes name known upstreams; checked when the config loaded"),
             })
             .collect();
-        Ok(App { resolver: Resolver::new(upstreams, routes) })
+        let cache = &config.cache;
+        let resolver = Arc::new(Resolver::new(upstreams, routes, cache.negative_ttl));
+        let dir = cache.dir.clone().expect("the cache dir is filled in when the config loads");
+        let cache_error = |source| BuildError::Cache { dir: dir.clone(), source };
+        let disk = PageDisk::open(&dir, ownership_fingerprint(config)).map_err(cache_error)?;
+        let files = FileStore::open(&dir, cache.max_size).map_err(cache_error)?;
+        let freshness = Freshness {
+            index_ttl: cache.index_ttl,
+            max_stale: cache.max_stale,
+            revalidate_interval: cache.revalidate_interval,
+            negative_ttl: cache.negative_ttl,
+        };
+        let pages = Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness));
+        Ok(App { pages, files, root: RootCache::new(cache.index_ttl), client_max_age: cache.client_max_age })
     }
 
     /// The request stack, outermost first.
     pub fn service(self: Arc<Self>, config: &Config) -> AppService {
         let service = ServiceBuilder::new()
-            // Shed nothing, but bound the work in flight: requests past the limit wait for a
-            // slot instead of opening ever more upstream connections and buffers (I6).
+            // Bound the work in flight: requests past the limit wait for a slot instead of
+            // opening ever more upstream connections and buffers (I6).
             .concurrency_limit(config.server.max_concurrent_requests)
             .service_fn(move |request| {
                 let app = self.clone();
@@ -85,6 +111,19 @@ impl App {
             });
         BoxCloneSyncService::new(service)
     }
+}
+
+/// What decides ownership: the upstreams in order and the routes. Pages stored on disk under
+/// another fingerprint are not trusted after a restart.
+fn ownership_fingerprint(config: &Config) -> String {
+    let mut hasher = Sha256::new();
+    for upstream in &config.upstreams {
+        hasher.update(format!("upstream {} {}\n", upstream.name, upstream.url));
+    }
+    for route in &config.routes {
+        hasher.update(format!("route {} {}\n", route.upstream, route.projects.join(" ")));
+    }
+    hex::encode(hasher.finalize())[..16].to_owned()
 }
 
 /// Builds pipgate from `config`, binds its listener and starts serving in the background.

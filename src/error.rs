@@ -4,9 +4,12 @@
 //! upstream; it never holds a credential or an upstream file URL. Upstream failures are also
 //! logged here, once, with the same words.
 
+use std::sync::Arc;
+
 use http::{Response, StatusCode, header};
 
 use crate::body::{ResponseBody, full};
+use crate::cache::files::FillError;
 use crate::pypi::{InvalidName, NotAcceptable, ProjectName};
 use crate::resolve::ResolveError;
 use crate::upstream::UpstreamError;
@@ -27,12 +30,15 @@ pub enum ServeError {
     MethodNotAllowed,
     #[error("{0}")]
     Upstream(#[from] ResolveError),
+    /// A download failed after pipgate had taken it on (broken off, wrong bytes, disk error).
+    #[error("download of {filename:?} from upstream {upstream:?} failed: {error}")]
+    Download { upstream: String, filename: String, error: FillError },
 }
 
 impl ServeError {
     /// A failure of `upstream` while serving a file or page it owns.
     pub fn upstream(upstream: &str, error: UpstreamError) -> Self {
-        ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error })
+        ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error: Arc::new(error) })
     }
 
     pub fn status(&self) -> StatusCode {
@@ -43,31 +49,37 @@ impl ServeError {
                 StatusCode::NOT_FOUND
             }
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ServeError::Upstream(e) => match e.error {
+            ServeError::Upstream(e) => match *e.error {
                 UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
                 UpstreamError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 _ => StatusCode::BAD_GATEWAY,
             },
+            ServeError::Download { error: FillError::Io(_), .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            ServeError::Download { .. } => StatusCode::BAD_GATEWAY,
         }
     }
 
     pub fn into_response(self) -> Response<ResponseBody> {
         let status = self.status();
         let message = self.to_string();
-        if let ServeError::Upstream(e) = &self {
-            tracing::warn!(upstream = %e.upstream, status = status.as_u16(), "{message}");
+        match &self {
+            ServeError::Upstream(e) => {
+                tracing::warn!(upstream = %e.upstream, status = status.as_u16(), "{message}")
+            }
+            ServeError::Download { upstream, .. } => {
+                tracing::warn!(%upstream, status = status.as_u16(), "{message}")
+            }
+            _ => {}
         }
         let mut builder =
             Response::builder().status(status).header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
         if let ServeError::MethodNotAllowed = self {
             builder = builder.header(header::ALLOW, "GET, HEAD");
         }
-        if let ServeError::Upstream(ResolveError {
-            error: UpstreamError::Throttled { retry_after: Some(s) },
-            ..
-        }) = self
-        {
-            builder = builder.header(header::RETRY_AFTER, s);
+        if let ServeError::Upstream(e) = &self {
+            if let UpstreamError::Throttled { retry_after: Some(seconds) } = *e.error {
+                builder = builder.header(header::RETRY_AFTER, seconds);
+            }
         }
         builder.body(full(format!("{message}\n"))).expect("static headers are valid")
     }
@@ -88,6 +100,8 @@ mod tests {
             let response = ServeError::upstream("corp", error).into_response();
             assert_eq!(response.status(), status);
         }
+        let throttled = ServeError::upstream("corp", UpstreamError::Throttled { retry_after: Some(7) });
+        assert_eq!(throttled.into_response().headers()[header::RETRY_AFTER], "7");
         let shown = ServeError::upstream("corp", UpstreamError::SignInPage).to_string();
         assert!(shown.starts_with("upstream \"corp\""), "{shown}");
     }

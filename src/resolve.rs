@@ -9,10 +9,11 @@
 
 use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::pypi::ProjectName;
 use crate::pypi::simple::ProjectPage;
-use crate::upstream::{PageAnswer, Upstream, UpstreamError};
+use crate::upstream::{PageAnswer, Upstream, UpstreamError, Validators};
 
 /// Name patterns pinned to one upstream (by index into the upstream list).
 #[derive(Debug, Clone)]
@@ -22,48 +23,91 @@ pub struct Route {
     pub upstream: usize,
 }
 
-/// The owner's page.
-#[derive(Debug, Clone)]
-pub struct Owned {
-    pub upstream: Arc<Upstream>,
-    pub page: Arc<ProjectPage>,
-}
-
-/// A higher-priority upstream failed, so the lookup stopped there.
-#[derive(Debug, thiserror::Error)]
+/// An upstream failed, so the lookup stopped there. Cheap to clone: one failed refresh
+/// answers every request that waited for it.
+#[derive(Debug, Clone, thiserror::Error)]
 #[error("upstream {upstream:?} {error}")]
 pub struct ResolveError {
     pub upstream: String,
     #[source]
-    pub error: UpstreamError,
+    pub error: Arc<UpstreamError>,
 }
 
-/// The ordered upstreams and the routes over them.
+/// The outcome of running the owner rule once.
+#[derive(Debug)]
+pub enum Resolution {
+    /// `owner` has the project; this is its current page.
+    Found { owner: usize, page: Box<ProjectPage>, validators: Validators },
+    /// The previous owner answered 304: its page has not changed.
+    Unchanged { owner: usize },
+    /// Every candidate answered 404/410.
+    NotFound,
+}
+
+/// What one upstream said during a lookup.
+#[derive(Debug)]
+pub enum Asked<T> {
+    Owner(T),
+    NotHere,
+}
+
+/// The ordered upstreams, the routes over them, and the upstreams' recent 404s.
 #[derive(Debug)]
 pub struct Resolver {
     upstreams: Vec<Arc<Upstream>>,
     routes: Vec<Route>,
+    /// (upstream, project) pairs that answered 404/410 lately, so that a public project does
+    /// not cost a round trip to every private upstream above it on each lookup.
+    not_found: moka::sync::Cache<(usize, ProjectName), ()>,
 }
 
 impl Resolver {
-    pub fn new(upstreams: Vec<Arc<Upstream>>, routes: Vec<Route>) -> Self {
-        Resolver { upstreams, routes }
+    pub fn new(upstreams: Vec<Arc<Upstream>>, routes: Vec<Route>, negative_ttl: Duration) -> Self {
+        let not_found = moka::sync::Cache::builder().max_capacity(200_000).time_to_live(negative_ttl).build();
+        Resolver { upstreams, routes, not_found }
     }
 
     pub fn upstreams(&self) -> &[Arc<Upstream>] {
         &self.upstreams
     }
 
-    /// Finds the owner of `project` and its page; `Ok(None)` when every candidate said 404/410.
-    pub async fn resolve(&self, project: &ProjectName) -> Result<Option<Owned>, ResolveError> {
+    pub fn upstream(&self, index: usize) -> &Arc<Upstream> {
+        &self.upstreams[index]
+    }
+
+    /// Runs the owner rule for `project`. With `previous` (the owner and validators of the
+    /// cached page), that owner is asked conditionally.
+    pub async fn resolve(
+        &self,
+        project: &ProjectName,
+        previous: Option<(usize, &Validators)>,
+    ) -> Result<Resolution, ResolveError> {
         let candidates = candidates(&self.routes, self.upstreams.len(), project);
-        let found = first_owner(&candidates, |i| self.upstreams[i].fetch_page(project)).await;
-        match found {
-            Ok(Some((i, page))) => {
-                Ok(Some(Owned { upstream: self.upstreams[i].clone(), page: Arc::from(page) }))
+        let found = first_owner(&candidates, |i| async move {
+            if self.not_found.contains_key(&(i, project.clone())) {
+                return Ok(Asked::NotHere);
             }
-            Ok(None) => Ok(None),
-            Err((i, error)) => Err(ResolveError { upstream: self.upstreams[i].name().to_owned(), error }),
+            let validators = previous.filter(|(owner, v)| *owner == i && !v.is_empty()).map(|(_, v)| v);
+            match self.upstreams[i].fetch_page(project, validators).await? {
+                PageAnswer::Found(fetched) => Ok(Asked::Owner(Some(fetched))),
+                PageAnswer::NotModified => Ok(Asked::Owner(None)),
+                PageAnswer::NotFound => {
+                    self.not_found.insert((i, project.clone()), ());
+                    Ok(Asked::NotHere)
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some((owner, Some(fetched)))) => {
+                let fetched = *fetched;
+                Ok(Resolution::Found { owner, page: Box::new(fetched.page), validators: fetched.validators })
+            }
+            Ok(Some((owner, None))) => Ok(Resolution::Unchanged { owner }),
+            Ok(None) => Ok(Resolution::NotFound),
+            Err((i, error)) => {
+                Err(ResolveError { upstream: self.upstreams[i].name().to_owned(), error: Arc::new(error) })
+            }
         }
     }
 }
@@ -77,19 +121,19 @@ pub fn candidates(routes: &[Route], upstream_count: usize, project: &ProjectName
     }
 }
 
-/// Asks `candidates` in order; the first page wins, the first error stops the search.
-pub async fn first_owner<F, Fut>(
+/// Asks `candidates` in order; the first owner wins, the first error stops the search.
+pub async fn first_owner<T, F, Fut>(
     candidates: &[usize],
-    mut fetch: F,
-) -> Result<Option<(usize, Box<ProjectPage>)>, (usize, UpstreamError)>
+    mut ask: F,
+) -> Result<Option<(usize, T)>, (usize, UpstreamError)>
 where
     F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<PageAnswer, UpstreamError>>,
+    Fut: Future<Output = Result<Asked<T>, UpstreamError>>,
 {
     for &i in candidates {
-        match fetch(i).await {
-            Ok(PageAnswer::Found(page)) => return Ok(Some((i, page))),
-            Ok(PageAnswer::NotFound) => continue,
+        match ask(i).await {
+            Ok(Asked::Owner(found)) => return Ok(Some((i, found))),
+            Ok(Asked::NotHere) => continue,
             Err(error) => return Err((i, error)),
         }
     }
@@ -122,20 +166,6 @@ mod tests {
     use http::StatusCode;
 
     use super::*;
-    use crate::pypi::simple::Meta;
-
-    fn page(marker: &str) -> ProjectPage {
-        ProjectPage {
-            name: marker.to_owned(),
-            files: Vec::new(),
-            versions: Vec::new(),
-            project_status: None,
-            tracks: Vec::new(),
-            alternate_locations: Vec::new(),
-            meta: Meta::default(),
-            extra: Default::default(),
-        }
-    }
 
     enum Script {
         Page,
@@ -149,8 +179,8 @@ mod tests {
         let candidates = candidates(routes, by_index.len(), &project);
         let result = first_owner(&candidates, |i| {
             let answer = match &by_index[&i] {
-                Script::Page => Ok(PageAnswer::Found(Box::new(page(&i.to_string())))),
-                Script::Missing => Ok(PageAnswer::NotFound),
+                Script::Page => Ok(Asked::Owner(i.to_string())),
+                Script::Missing => Ok(Asked::NotHere),
                 Script::Fails(status) => Err(UpstreamError::Status(*status)),
             };
             async move { answer }
@@ -158,8 +188,8 @@ mod tests {
         .await;
         result
             .map(|found| {
-                found.map(|(i, p)| {
-                    assert_eq!(p.name, i.to_string());
+                found.map(|(i, marker)| {
+                    assert_eq!(marker, i.to_string());
                     i
                 })
             })

@@ -66,6 +66,8 @@ async fn serve_never_logs_the_upstream_secret() {
     let private = FakeIndex::start().await;
     private.require_basic("ci", CANARY);
     private.add("acme-core", wheel::build("acme-core", "1.0", "private"));
+    private.add("acme-tools", wheel::build("acme-tools", "1.0", "private"));
+    let cache_dir = tempfile::tempdir().unwrap();
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), format!("{CANARY}\n")).unwrap();
     let file = write_config(&format!(
@@ -79,6 +81,7 @@ async fn serve_never_logs_the_upstream_secret() {
         .arg(file.path())
         .env("PIPGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
         .env("PIPGATE_LOG", "trace")
+        .env("PIPGATE_CACHE__DIR", cache_dir.path())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -100,7 +103,8 @@ async fn serve_never_logs_the_upstream_secret() {
     let file_answer = get(&format!("{base}/files/acme-core/{}", wheel.filename), &[]).await.unwrap();
     assert_eq!(file_answer.body.as_ref(), wheel.bytes.as_slice());
     private.require_basic("ci", "rotated-elsewhere");
-    let failed = get(&format!("{base}/simple/acme-core/"), &[]).await.unwrap();
+    // A project not cached yet, so the upstream is asked and rejects the credential.
+    let failed = get(&format!("{base}/simple/acme-tools/"), &[]).await.unwrap();
     assert_eq!(failed.status, 502);
 
     // SIGTERM: a graceful exit.

@@ -5,8 +5,11 @@
 //! Proves, for both clients:
 //! - the private `acme-core` is installed with the public packages, never the attacker's, also
 //!   when the request spells the name `Acme_Core` or `acme.core`;
-//! - with the private feed stopped the install fails, and still never installs the attacker's;
-//! - `--require-hashes` installs succeed with hashes taken from the original files.
+//! - with the private feed stopped (and nothing cached) the install fails, and still never
+//!   installs the attacker's;
+//! - `--require-hashes` installs succeed with hashes taken from the original files;
+//! - after a warm-up, with both upstreams stopped, the warmed set still installs from
+//!   pipgate's cache.
 
 mod support;
 
@@ -23,7 +26,7 @@ const PASSWORD: &str = "e2e-canary-pw";
 
 struct World {
     private: PypiServer,
-    _public: FakeIndex,
+    public: FakeIndex,
     pipgate: Pipgate,
     private_wheel: wheel::Wheel,
     _packages: tempfile::TempDir,
@@ -57,7 +60,7 @@ url = "{}"
         public.url()
     );
     let pipgate = Pipgate::start(&config, MapEnv::new([("CORP_PASSWORD", PASSWORD)])).await;
-    World { private, _public: public, pipgate, private_wheel, _packages: packages }
+    World { private, public, pipgate, private_wheel, _packages: packages }
 }
 
 fn assert_private_installed(run: &Run, target: &Path) {
@@ -109,13 +112,25 @@ async fn pip_installs_private_and_public_packages_through_pipgate() {
         pip_install(&index, &install_dir, &["--require-hashes", "-r", requirements.to_str().unwrap()]).await;
     assert_private_installed(&run, &install_dir);
 
-    // The private feed goes down: the install fails and never falls back to the attacker's.
+    // Both upstreams go down: the warmed set installs from pipgate's cache alone.
+    world.private.stop().await;
+    world.public.stop();
+    let target = tempfile::tempdir().unwrap();
+    let run = pip_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
+    assert_private_installed(&run, target.path());
+    assert_public_installed(target.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_fails_closed_when_the_private_feed_is_down() {
+    let mut world = world().await;
     world.private.stop().await;
     let target = tempfile::tempdir().unwrap();
-    let run = pip_install(&index, target.path(), &["-vv", "acme-core"]).await;
+    let run = pip_install(&world.pipgate.index_url(), target.path(), &["-vv", "acme-core"]).await;
     assert!(!run.success, "the install should fail:\n{}", run.output);
     assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
     assert!(run.output.contains("502 error responses"), "pip -vv shows the gateway error:\n{}", run.output);
+    assert_eq!(world.public.count("/simple/acme-core/"), 0, "the public index was never asked");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,9 +162,21 @@ async fn uv_installs_private_and_public_packages_through_pipgate() {
     assert_private_installed(&run, &install_dir);
 
     world.private.stop().await;
+    world.public.stop();
     let target = tempfile::tempdir().unwrap();
-    let run = uv_install(&index, target.path(), &["acme-core"]).await;
+    let run = uv_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
+    assert_private_installed(&run, target.path());
+    assert_public_installed(target.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uv_fails_closed_when_the_private_feed_is_down() {
+    let mut world = world().await;
+    world.private.stop().await;
+    let target = tempfile::tempdir().unwrap();
+    let run = uv_install(&world.pipgate.index_url(), target.path(), &["acme-core"]).await;
     assert!(!run.success, "the install should fail:\n{}", run.output);
     assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
     assert!(run.output.contains("502") || run.output.contains("Bad Gateway"), "{}", run.output);
+    assert_eq!(world.public.count("/simple/acme-core/"), 0, "the public index was never asked");
 }

@@ -1,34 +1,84 @@
-//! A download that turns out wrong never reaches a client as a complete file (I3): a corrupt
-//! byte, a short body and a reset mid-body each end the client's stream with an error.
+//! A download that turns out wrong never reaches a client as a complete file and never enters
+//! the cache (I3): a corrupt byte, a short body and a reset mid-body each end with an error
+//! status or a broken stream, leave no file (and no temp file) in the cache dir, and the next
+//! request fetches again. Both a small file (fails before the answer starts) and a large one
+//! (fails mid-stream) are tried.
 
 mod support;
 
-use support::fake_index::{FakeIndex, FileMode};
+use std::path::Path;
+
+use bytes::Bytes;
+use support::fake_index::{FakeFile, FakeIndex, FileMode};
 use support::{Pipgate, config_for, get, wheel};
 
-#[tokio::test]
-async fn corrupt_short_and_reset_downloads_abort_the_client_stream() {
-    for mode in [FileMode::CorruptByte, FileMode::ShortBody, FileMode::ResetMidBody] {
-        let index = FakeIndex::start().await;
-        let wheel = wheel::build("acme-core", "1.0", "private");
-        index.add("acme-core", wheel.clone());
-        let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
-        index.set_file_mode(mode.clone());
-        let url = format!("{}/files/acme-core/{}", pipgate.base, wheel.filename);
-        let result = get(&url, &[]).await;
-        match result {
-            Err(error) => {
-                assert!(error.contains("body broke off") || error.contains("Incomplete"), "{mode:?}: {error}")
+fn files_under(dir: &Path) -> Vec<String> {
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                found.extend(files_under(&path));
+            } else {
+                found.push(path.display().to_string());
             }
-            Ok(answer) => panic!(
-                "{mode:?}: the client got a clean end: {} ({} bytes)",
-                answer.status,
-                answer.body.len()
-            ),
         }
-        // A correct download of the same file still works afterwards.
-        index.set_file_mode(FileMode::Serve);
-        let answer = get(&url, &[]).await.unwrap();
-        assert_eq!(answer.body.as_ref(), wheel.bytes.as_slice(), "{mode:?}");
+    }
+    found
+}
+
+fn big_file() -> FakeFile {
+    let bytes: Vec<u8> =
+        (0..3 * 1024 * 1024u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8).collect();
+    FakeFile {
+        filename: "acme_core-2.0.tar.gz".into(),
+        bytes: Bytes::from(bytes),
+        metadata: None,
+        requires_python: None,
+        yanked: None,
+    }
+}
+
+#[tokio::test]
+async fn corrupt_short_and_reset_downloads_fail_and_cache_nothing() {
+    let small = FakeFile::from(wheel::build("acme-core", "1.0", "private"));
+    for file in [small, big_file()] {
+        for mode in [FileMode::CorruptByte, FileMode::ShortBody, FileMode::ResetMidBody] {
+            let index = FakeIndex::start().await;
+            index.add("acme-core", file.clone());
+            let pipgate =
+                Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+            index.set_file_mode(mode.clone());
+            let url = format!("{}/files/acme-core/{}", pipgate.base, file.filename);
+            let case = format!("{mode:?} {} bytes", file.bytes.len());
+            match get(&url, &[]).await {
+                Err(error) => assert!(error.contains("body broke off"), "{case}: {error}"),
+                Ok(answer) => {
+                    assert!(answer.status.is_server_error(), "{case}: a clean {} answer", answer.status);
+                    assert!(answer.text().contains("upstream \"corp\""), "{case}: {}", answer.text());
+                }
+            }
+            // Give the fill task a moment to clean up after itself, then look at the disk.
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            assert_eq!(files_under(&pipgate.cache_dir.join("files")), Vec::<String>::new(), "{case}");
+            assert_eq!(files_under(&pipgate.cache_dir.join("tmp")), Vec::<String>::new(), "{case}");
+
+            // The next request goes upstream again, and a good download is served and cached.
+            index.set_file_mode(FileMode::Serve);
+            let before = index.count("/files/");
+            let answer = get(&url, &[]).await.unwrap();
+            assert_eq!(answer.body, file.bytes, "{case}");
+            assert_eq!(index.count("/files/"), before + 1, "{case}");
+            // The commit (fsync and rename) may finish just after the client's last byte.
+            let mut committed = 0;
+            for _ in 0..100 {
+                committed = files_under(&pipgate.cache_dir.join("files")).len();
+                if committed == 1 {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+            assert_eq!(committed, 1, "{case}");
+        }
     }
 }

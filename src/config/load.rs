@@ -106,6 +106,9 @@ impl Errors<'_> {
 
 /// Meaning checks that types alone cannot make, plus small normalizations.
 fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Result<(), ConfigError> {
+    if config.cache.dir.is_none() {
+        config.cache.dir = Some(default_cache_dir(env));
+    }
     if config.upstreams.is_empty() {
         return Err(errors.at("upstream", "at least one [[upstream]] is required"));
     }
@@ -197,6 +200,17 @@ fn check_auth(
         Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(&key, m)),
         Some(_) => Ok(()),
     }
+}
+
+/// `$XDG_CACHE_HOME/pipgate`, else `$HOME/.cache/pipgate`, else `./pipgate-cache`.
+fn default_cache_dir(env: &dyn Environment) -> PathBuf {
+    if let Some(dir) = env.var("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&dir).join("pipgate");
+    }
+    if let Some(home) = env.var("HOME").filter(|d| !d.is_empty()) {
+        return Path::new(&home).join(".cache/pipgate");
+    }
+    PathBuf::from("pipgate-cache")
 }
 
 /// Reads a secret file, trimming one trailing newline (as `kubectl create secret` files have).

@@ -15,6 +15,8 @@ use crate::secret::Secret;
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
+    #[serde(default)]
+    pub cache: CacheConfig,
     /// Upstreams in priority order: the first that has a project owns it, whole.
     #[serde(rename = "upstream", default)]
     pub upstreams: Vec<UpstreamConfig>,
@@ -64,6 +66,76 @@ fn default_max_concurrent_requests() -> usize {
 }
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
+}
+
+/// `[cache]`: index pages in memory and on disk, artifacts on disk.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheConfig {
+    /// Where pages and files are kept. Default: `$XDG_CACHE_HOME/pipgate`, else
+    /// `$HOME/.cache/pipgate`, else `pipgate-cache` in the working directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<PathBuf>,
+    /// Disk space for cached files; least recently used ones go first. Default `10GiB`.
+    #[serde(default = "default_max_size", with = "byte_size")]
+    pub max_size: u64,
+    /// Memory for index pages (parsed and rendered). Default `256MiB`.
+    #[serde(default = "default_memory_size", with = "byte_size")]
+    pub memory_max_size: u64,
+    /// How long an index page is fresh. Default `10m`.
+    #[serde(default = "default_index_ttl", with = "duration")]
+    pub index_ttl: Duration,
+    /// How long past `index_ttl` a page may still be served while its upstream fails (and,
+    /// within it, served at once while a refresh runs). Default `24h`.
+    #[serde(default = "default_max_stale", with = "duration")]
+    pub max_stale: Duration,
+    /// Least time between two upstream revalidations of one page that clients force with
+    /// `Cache-Control: max-age=0` (pip sends it on every request). Default `30s`.
+    #[serde(default = "default_revalidate_interval", with = "duration")]
+    pub revalidate_interval: Duration,
+    /// How long an upstream's 404 for a project is remembered. Default `1m`.
+    #[serde(default = "default_negative_ttl", with = "duration")]
+    pub negative_ttl: Duration,
+    /// `Cache-Control: max-age` sent to clients with fresh index pages. Default `60s`.
+    #[serde(default = "default_client_max_age", with = "duration")]
+    pub client_max_age: Duration,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            dir: None,
+            max_size: default_max_size(),
+            memory_max_size: default_memory_size(),
+            index_ttl: default_index_ttl(),
+            max_stale: default_max_stale(),
+            revalidate_interval: default_revalidate_interval(),
+            negative_ttl: default_negative_ttl(),
+            client_max_age: default_client_max_age(),
+        }
+    }
+}
+
+fn default_max_size() -> u64 {
+    10 << 30
+}
+fn default_memory_size() -> u64 {
+    256 << 20
+}
+fn default_index_ttl() -> Duration {
+    Duration::from_secs(600)
+}
+fn default_max_stale() -> Duration {
+    Duration::from_secs(24 * 3600)
+}
+fn default_revalidate_interval() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_negative_ttl() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_client_max_age() -> Duration {
+    Duration::from_secs(60)
 }
 
 /// `[[upstream]]`
@@ -169,6 +241,65 @@ pub struct RouteConfig {
     /// normalization: `acme-*` also covers `Acme_Core`.
     pub projects: Vec<String>,
     pub upstream: String,
+}
+
+/// Sizes as people write them: `20GiB`, `512MiB`, `64kB`, or a plain number of bytes.
+mod byte_size {
+    use super::*;
+
+    const UNITS: [(&str, u64); 9] = [
+        ("tib", 1 << 40),
+        ("gib", 1 << 30),
+        ("mib", 1 << 20),
+        ("kib", 1 << 10),
+        ("tb", 1_000_000_000_000),
+        ("gb", 1_000_000_000),
+        ("mb", 1_000_000),
+        ("kb", 1_000),
+        ("b", 1),
+    ];
+
+    pub fn parse(raw: &str) -> Option<u64> {
+        let lower = raw.trim().to_ascii_lowercase();
+        let (number, factor) = UNITS
+            .iter()
+            .find_map(|(unit, factor)| lower.strip_suffix(unit).map(|n| (n.trim(), *factor)))
+            .unwrap_or((lower.as_str(), 1));
+        number.parse::<u64>().ok()?.checked_mul(factor)
+    }
+
+    pub fn serialize<S: Serializer>(value: &u64, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_u64(*value)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Bytes(u64),
+            Text(String),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Bytes(n) => Ok(n),
+            Raw::Text(text) => parse(&text).ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not a size; write it like \"20GiB\" or \"512MiB\""
+                ))
+            }),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        #[test]
+        fn sizes() {
+            assert_eq!(super::parse("20GiB"), Some(20 << 30));
+            assert_eq!(super::parse("512 MiB"), Some(512 << 20));
+            assert_eq!(super::parse("64kB"), Some(64_000));
+            assert_eq!(super::parse("1234"), Some(1234));
+            assert_eq!(super::parse("lots"), None);
+        }
+    }
 }
 
 /// Durations as people write them: `30s`, `10m`, `1h 30m`.

@@ -9,8 +9,9 @@
 //!
 //! Nothing else is served: no route fetches a URL that a client supplies.
 
+mod conditional;
 mod files;
-mod simple;
+pub mod simple;
 
 use std::convert::Infallible;
 use std::time::Instant;
@@ -70,7 +71,7 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
         if filename.contains('/') {
             return Err(ServeError::NotFound);
         }
-        return files::file(app, request.method(), project, filename).await;
+        return files::file(app, request.method(), request.headers(), project, filename).await;
     }
     Err(ServeError::NotFound)
 }

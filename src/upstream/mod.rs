@@ -15,7 +15,7 @@ mod page;
 pub use body::{Expected, FileStreamError, VerifiedBody};
 pub use client::HttpClient;
 pub use error::UpstreamError;
-pub use page::PageAnswer;
+pub use page::{FetchedPage, PageAnswer, Validators};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -97,7 +97,7 @@ impl Upstream {
         expected: Expected,
     ) -> Result<Response<VerifiedBody>, UpstreamError> {
         let url = Url::parse(url).map_err(|_| UpstreamError::BadRedirect)?;
-        let (response, _) = tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File))
+        let (response, _) = tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File, None))
             .await
             .map_err(|_| UpstreamError::Timeout(self.timeout))??;
         let (parts, body) = response.into_parts();
@@ -115,6 +115,7 @@ impl Upstream {
         mut url: Url,
         accept: &'static str,
         purpose: Purpose,
+        validators: Option<&Validators>,
     ) -> Result<(Response<Incoming>, Url), UpstreamError> {
         let mut retried_auth = false;
         let mut redirects = 0;
@@ -128,6 +129,9 @@ impl Upstream {
                 .expect("a parsed URL makes a valid request");
             if let Some(credential) = with_credential {
                 request.headers_mut().insert(header::AUTHORIZATION, credential.authorization().await?);
+            }
+            if let Some(validators) = validators {
+                validators.apply(request.headers_mut());
             }
             let response = self.client.request(request).await?;
             let status = response.status();

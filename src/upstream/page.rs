@@ -15,54 +15,117 @@ use crate::pypi::simple::{
 /// An upstream's answer for one project.
 #[derive(Debug)]
 pub enum PageAnswer {
-    Found(Box<ProjectPage>),
+    Found(Box<FetchedPage>),
+    /// The page has not changed since the validators were taken (a 304).
+    NotModified,
     /// A definite 404 or 410: the upstream does not hold the project.
     NotFound,
 }
 
-impl Upstream {
-    /// Fetches and parses the page of `project`.
-    pub async fn fetch_page(&self, project: &ProjectName) -> Result<PageAnswer, UpstreamError> {
-        let url = self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment");
-        match self.fetch_body(url).await? {
-            None => Ok(PageAnswer::NotFound),
-            Some((kind, body, final_url)) => {
-                let page = match kind {
-                    MediaType::JsonV1 => parse_project_json(&body, &final_url, project.as_str())?,
-                    MediaType::HtmlV1 | MediaType::TextHtml => {
-                        parse_project_html(&body, &final_url, project.as_str())?
-                    }
-                };
-                Ok(PageAnswer::Found(Box::new(page)))
+/// A parsed page and what it takes to revalidate it.
+#[derive(Debug)]
+pub struct FetchedPage {
+    pub page: ProjectPage,
+    pub validators: Validators,
+}
+
+/// An upstream page's `ETag` and `Last-Modified`, for conditional requests.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validators {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl Validators {
+    fn from_headers(headers: &HeaderMap) -> Self {
+        let text =
+            |name| headers.get(name).and_then(|v: &http::HeaderValue| v.to_str().ok()).map(str::to_owned);
+        Validators { etag: text(header::ETAG), last_modified: text(header::LAST_MODIFIED) }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    pub(super) fn apply(&self, headers: &mut HeaderMap) {
+        let mut set = |name, value: &Option<String>| {
+            if let Some(value) = value.as_deref().and_then(|v| http::HeaderValue::from_str(v).ok()) {
+                headers.insert(name, value);
             }
-        }
+        };
+        set(header::IF_NONE_MATCH, &self.etag);
+        set(header::IF_MODIFIED_SINCE, &self.last_modified);
+    }
+}
+
+/// A successful answer before parsing.
+struct Body {
+    kind: MediaType,
+    bytes: bytes::Bytes,
+    final_url: Url,
+    validators: Validators,
+}
+
+/// What [`Upstream::fetch_body`] can get back.
+enum Fetched {
+    Body(Body),
+    NotModified,
+    NotFound,
+}
+
+impl Upstream {
+    /// Fetches and parses the page of `project`; with `validators`, conditionally.
+    pub async fn fetch_page(
+        &self,
+        project: &ProjectName,
+        validators: Option<&Validators>,
+    ) -> Result<PageAnswer, UpstreamError> {
+        let url = self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment");
+        let body = match self.fetch_body(url, validators).await? {
+            Fetched::NotFound => return Ok(PageAnswer::NotFound),
+            Fetched::NotModified => return Ok(PageAnswer::NotModified),
+            Fetched::Body(body) => body,
+        };
+        let page = match body.kind {
+            MediaType::JsonV1 => parse_project_json(&body.bytes, &body.final_url, project.as_str())?,
+            MediaType::HtmlV1 | MediaType::TextHtml => {
+                parse_project_html(&body.bytes, &body.final_url, project.as_str())?
+            }
+        };
+        Ok(PageAnswer::Found(Box::new(FetchedPage { page, validators: body.validators })))
     }
 
     /// Fetches and parses the root page (the list of projects).
     pub async fn fetch_root(&self) -> Result<ProjectList, UpstreamError> {
-        match self.fetch_body(self.base.clone()).await? {
-            None => Err(UpstreamError::Status(StatusCode::NOT_FOUND)),
-            Some((MediaType::JsonV1, body, _)) => Ok(parse_root_json(&body)?),
-            Some((_, body, final_url)) => Ok(parse_root_html(&body, &final_url)?),
+        match self.fetch_body(self.base.clone(), None).await? {
+            Fetched::NotFound | Fetched::NotModified => Err(UpstreamError::Status(StatusCode::NOT_FOUND)),
+            Fetched::Body(Body { kind: MediaType::JsonV1, bytes, .. }) => Ok(parse_root_json(&bytes)?),
+            Fetched::Body(body) => Ok(parse_root_html(&body.bytes, &body.final_url)?),
         }
     }
 
-    /// GETs a simple-API URL within the upstream's deadline: `None` for 404/410, else the
-    /// media type, the body (size-capped) and the URL it finally came from (for relative links).
-    async fn fetch_body(&self, url: Url) -> Result<Option<(MediaType, bytes::Bytes, Url)>, UpstreamError> {
+    /// GETs a simple-API URL within the upstream's deadline, size-capped, remembering the URL
+    /// it finally came from (for relative links).
+    async fn fetch_body(&self, url: Url, validators: Option<&Validators>) -> Result<Fetched, UpstreamError> {
         let fetch = async {
-            let (response, final_url) = self.send(url, UPSTREAM_ACCEPT, Purpose::Page).await?;
+            let (response, final_url) = self.send(url, UPSTREAM_ACCEPT, Purpose::Page, validators).await?;
             let status = response.status();
             if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
-                return Ok(None);
+                return Ok(Fetched::NotFound);
+            }
+            if status == StatusCode::NOT_MODIFIED && validators.is_some() {
+                return Ok(Fetched::NotModified);
             }
             if status != StatusCode::OK {
                 return Err(status_error(status, response.headers()));
             }
+            let validators = Validators::from_headers(response.headers());
             let content_type = header_text(response.headers().get(header::CONTENT_TYPE));
             let kind = MediaType::from_essence(&content_type)
                 .ok_or_else(|| UpstreamError::WrongContentType(content_type.clone()))?;
-            let body = Limited::new(response.into_body(), self.max_page_bytes as usize)
+            let bytes = Limited::new(response.into_body(), self.max_page_bytes as usize)
                 .collect()
                 .await
                 .map_err(|e| {
@@ -73,7 +136,7 @@ impl Upstream {
                     }
                 })?
                 .to_bytes();
-            Ok(Some((kind, body, final_url)))
+            Ok(Fetched::Body(Body { kind, bytes, final_url, validators }))
         };
         tokio::time::timeout(self.timeout, fetch).await.map_err(|_| UpstreamError::Timeout(self.timeout))?
     }

@@ -20,20 +20,30 @@ use pipgate::server::Server;
 pub struct Pipgate {
     pub server: Server,
     pub base: String,
+    pub cache_dir: std::path::PathBuf,
     _config: tempfile::NamedTempFile,
+    _cache: Option<tempfile::TempDir>,
 }
 
 impl Pipgate {
-    /// Starts pipgate with `toml` as its config file (its `listen` is forced to 127.0.0.1:0).
+    /// Starts pipgate with `toml` as its config file (its `listen` is forced to 127.0.0.1:0)
+    /// and a fresh cache directory, unless the config names one.
     pub async fn start(toml: &str, env: MapEnv) -> Pipgate {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         file.write_all(toml.as_bytes()).unwrap();
         let mut config =
             config::load(&ConfigSource::File(file.path().to_owned()), &env).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        let mut cache = None;
+        if !toml.contains("dir = ") {
+            let dir = tempfile::tempdir().unwrap();
+            config.cache.dir = Some(dir.path().to_owned());
+            cache = Some(dir);
+        }
+        let cache_dir = config.cache.dir.clone().unwrap();
         let server = pipgate::app::start(&config, &env).await.expect("pipgate starts");
         let base = format!("http://{}", server.local_addr());
-        Pipgate { server, base, _config: file }
+        Pipgate { server, base, cache_dir, _config: file, _cache: cache }
     }
 
     /// The index URL clients use.

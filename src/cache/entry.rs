@@ -1,0 +1,104 @@
+//! A project as the page cache holds it: the owner, its page, and the rendered answers.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::rendered::Rendered;
+use crate::pypi::ProjectName;
+use crate::pypi::rewrite::client_page;
+use crate::pypi::simple::{ProjectPage, render_project_html, render_project_json};
+use crate::upstream::Validators;
+
+/// A resolved project: who owns it, its page (upstream URLs), and what clients get.
+#[derive(Debug)]
+pub struct CachedProject {
+    /// Index of the owning upstream.
+    pub owner: usize,
+    pub page: Arc<ProjectPage>,
+    pub validators: Validators,
+    /// When the owner last confirmed this page (a 200 or a 304).
+    pub fetched_at: SystemTime,
+    pub rendered: Arc<Rendered>,
+    /// When a background refresh last started (ms since the epoch), so that a failing
+    /// upstream is not asked again on every request.
+    last_attempt_ms: AtomicU64,
+}
+
+impl CachedProject {
+    /// Renders `page` for clients. Costs milliseconds for large pages: run off the reactor.
+    pub fn new(
+        project: &ProjectName,
+        owner: usize,
+        page: ProjectPage,
+        validators: Validators,
+        fetched_at: SystemTime,
+    ) -> CachedProject {
+        let client = client_page(&page, project);
+        let rendered = Rendered::new(render_project_json(&client), render_project_html(&client).into_bytes());
+        CachedProject {
+            owner,
+            page: Arc::new(page),
+            validators,
+            fetched_at,
+            rendered: Arc::new(rendered),
+            last_attempt_ms: AtomicU64::new(0),
+        }
+    }
+
+    /// The same page, confirmed again now (after a 304).
+    pub fn confirmed(&self, at: SystemTime) -> CachedProject {
+        CachedProject {
+            owner: self.owner,
+            page: self.page.clone(),
+            validators: self.validators.clone(),
+            fetched_at: at,
+            rendered: self.rendered.clone(),
+            last_attempt_ms: AtomicU64::new(0),
+        }
+    }
+
+    pub fn age(&self, now: SystemTime) -> Duration {
+        now.duration_since(self.fetched_at).unwrap_or_default()
+    }
+
+    /// Claims the right to start a background refresh: true at most once per `interval`.
+    pub fn claim_refresh(&self, now: SystemTime, interval: Duration) -> bool {
+        let now_ms = millis(now);
+        let last = self.last_attempt_ms.load(Ordering::Relaxed);
+        if now_ms.saturating_sub(last) < interval.as_millis() as u64 {
+            return false;
+        }
+        self.last_attempt_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
+    }
+
+    /// Approximate bytes held: the rendered variants plus the parsed model (about the size of
+    /// its JSON form).
+    pub fn weight(&self) -> u32 {
+        let json = self.rendered.weight();
+        u32::try_from(json * 2 + 512).unwrap_or(u32::MAX)
+    }
+}
+
+fn millis(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64
+}
+
+/// What the page cache remembers about a project name.
+#[derive(Debug, Clone)]
+pub enum Entry {
+    Found(Arc<CachedProject>),
+    /// Every candidate upstream answered 404/410 at this time.
+    Missing {
+        at: SystemTime,
+    },
+}
+
+impl Entry {
+    pub fn weight(&self) -> u32 {
+        match self {
+            Entry::Found(project) => project.weight(),
+            Entry::Missing { .. } => 64,
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! One coalesced download of a file into the store.
+
+use std::fs::File;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderValue, header};
+use http_body_util::BodyExt;
+use tokio::sync::watch;
+
+use super::FileStore;
+use crate::upstream::{Expected, Upstream, UpstreamError};
+
+/// Bytes gathered before a write to the temp file: few syscalls, bounded memory (I6).
+const WRITE_BUFFER: usize = 256 * 1024;
+
+/// Where a fill is.
+#[derive(Debug, Clone)]
+pub enum Phase {
+    /// Waiting for the upstream's answer.
+    Connecting,
+    /// Bytes are arriving; `written` grows.
+    Streaming,
+    /// Verified and committed.
+    Done,
+    Failed(FillError),
+}
+
+/// Why a fill failed. Cloned to every reader.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FillError {
+    /// The upstream did not answer with the file (nothing was streamed yet).
+    #[error("{0}")]
+    Upstream(Arc<UpstreamError>),
+    /// The body broke off, or turned out wrong (length or sha256).
+    #[error("{0}")]
+    Stream(Arc<str>),
+    #[error("cannot write to the cache: {0}")]
+    Io(Arc<str>),
+}
+
+/// What readers watch.
+#[derive(Debug, Clone)]
+pub struct FillState {
+    pub phase: Phase,
+    /// Bytes in the temp file that readers may send.
+    pub written: u64,
+    /// The file's length, when the index or the upstream said it.
+    pub total: Option<u64>,
+    pub content_type: Option<HeaderValue>,
+}
+
+#[derive(Debug)]
+pub struct Fill {
+    /// The temp file (and, after commit, the same inode under its final name): readers use
+    /// positioned reads on it, so they share one descriptor without sharing an offset.
+    pub file: Arc<File>,
+    pub state: watch::Receiver<FillState>,
+    pub upstream: Arc<Upstream>,
+}
+
+impl Fill {
+    pub(super) fn start(
+        store: Arc<FileStore>,
+        sha256: String,
+        upstream: Arc<Upstream>,
+        url: String,
+        expected: Expected,
+    ) -> std::io::Result<Arc<Fill>> {
+        let temp_path = store.temp_path(&sha256);
+        let file = Arc::new(File::options().read(true).write(true).create_new(true).open(&temp_path)?);
+        let initial =
+            FillState { phase: Phase::Connecting, written: 0, total: expected.size, content_type: None };
+        let (sender, state) = watch::channel(initial);
+        let fill = Arc::new(Fill { file: file.clone(), state, upstream: upstream.clone() });
+        tokio::spawn(async move {
+            let task = FillTask { store, sha256, upstream, file, temp_path, sender };
+            task.run(url, expected).await;
+        });
+        Ok(fill)
+    }
+}
+
+struct FillTask {
+    store: Arc<FileStore>,
+    sha256: String,
+    upstream: Arc<Upstream>,
+    file: Arc<File>,
+    temp_path: PathBuf,
+    sender: watch::Sender<FillState>,
+}
+
+impl FillTask {
+    async fn run(self, url: String, expected: Expected) {
+        let result = self.download(&url, expected).await;
+        match result {
+            Ok(size) => {
+                let committed = {
+                    let (store, sha, temp, file) =
+                        (self.store.clone(), self.sha256.clone(), self.temp_path.clone(), self.file.clone());
+                    tokio::task::spawn_blocking(move || {
+                        file.sync_data()?;
+                        store.commit(&sha, &temp, size)
+                    })
+                    .await
+                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+                };
+                match committed {
+                    Ok(()) => {
+                        tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.sha256, size, "file cached");
+                        self.store.end_fill(&self.sha256);
+                        self.sender.send_modify(|s| s.phase = Phase::Done);
+                    }
+                    Err(error) => self.fail(FillError::Io(error.to_string().into())),
+                }
+            }
+            Err(error) => self.fail(error),
+        }
+    }
+
+    fn fail(&self, error: FillError) {
+        let _ = std::fs::remove_file(&self.temp_path);
+        self.store.end_fill(&self.sha256);
+        self.sender.send_modify(|s| s.phase = Phase::Failed(error));
+    }
+
+    /// Streams the upstream body into the temp file; returns its verified length.
+    async fn download(&self, url: &str, expected: Expected) -> Result<u64, FillError> {
+        let response = self
+            .upstream
+            .fetch_file(url, expected.clone())
+            .await
+            .map_err(|e| FillError::Upstream(Arc::new(e)))?;
+        let upstream_length = response
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
+        self.sender.send_modify(|s| {
+            s.phase = Phase::Streaming;
+            s.total = expected.size.or(upstream_length);
+            s.content_type = content_type;
+        });
+        let mut body = response.into_body();
+        let mut buffer = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut offset = 0u64;
+        loop {
+            match body.frame().await {
+                None => break,
+                Some(Err(error)) => return Err(FillError::Stream(error.to_string().into())),
+                Some(Ok(frame)) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    buffer.extend_from_slice(&data);
+                    if buffer.len() >= WRITE_BUFFER {
+                        offset = self.write(buffer.split().freeze(), offset).await?;
+                    }
+                }
+            }
+        }
+        // The body ended cleanly, so it was verified: the last bytes may now reach readers.
+        if !buffer.is_empty() {
+            offset = self.write(buffer.freeze(), offset).await?;
+        }
+        Ok(offset)
+    }
+
+    async fn write(&self, bytes: Bytes, offset: u64) -> Result<u64, FillError> {
+        let file = self.file.clone();
+        let len = bytes.len() as u64;
+        tokio::task::spawn_blocking(move || file.write_all_at(&bytes, offset))
+            .await
+            .map_err(|e| FillError::Io(e.to_string().into()))?
+            .map_err(|e| FillError::Io(e.to_string().into()))?;
+        let written = offset + len;
+        self.sender.send_modify(|s| s.written = written);
+        Ok(written)
+    }
+}

@@ -1,0 +1,185 @@
+//! Artifacts on disk, content-addressed by sha256 (I3, I5, I6).
+//!
+//! Layout under the cache dir: `files/{first two hex}/{sha256}` for committed files and
+//! `tmp/` for fills in progress (emptied at start, so a crash leaves nothing half-trusted).
+//!
+//! A file is fetched once however many clients want it: the first request starts a [`Fill`]
+//! in its own task, which streams the upstream body into a temp file while later requests
+//! join it and read the same temp file as it grows. Bytes are checked against the index's
+//! length and sha256 as they arrive, and the last chunk is only written after both match, so
+//! no reader can finish a corrupt file; on a mismatch every reader's stream breaks off, the temp
+//! file is deleted and nothing is cached. A verified file is synced and renamed into place.
+//!
+//! The committed files are indexed in memory (sha256 → size) with least-recently-used eviction
+//! under `max_size`; the index is rebuilt from the directory at start, oldest files first.
+
+mod fill;
+mod reader;
+
+pub use fill::{Fill, FillError, FillState, Phase};
+pub use reader::{FileChunks, file_chunks};
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use crate::upstream::{Expected, Upstream};
+
+/// What the store has for a sha256.
+pub enum Lookup {
+    /// A committed, verified file.
+    Hit { file: Arc<File>, size: u64 },
+    /// A fill in progress (possibly just started by this call).
+    Filling(Arc<Fill>),
+}
+
+#[derive(Debug)]
+pub struct FileStore {
+    files: PathBuf,
+    tmp: PathBuf,
+    index: moka::sync::Cache<String, u64>,
+    fills: Mutex<HashMap<String, Arc<Fill>>>,
+}
+
+impl FileStore {
+    /// Opens (creating) the store under `dir`, cleans leftover temp files and indexes what
+    /// is already there.
+    pub fn open(dir: &Path, max_size: u64) -> std::io::Result<Arc<FileStore>> {
+        let files = dir.join("files");
+        let tmp = dir.join("tmp");
+        std::fs::create_dir_all(&files)?;
+        std::fs::create_dir_all(&tmp)?;
+        let mut leftovers = 0;
+        for entry in std::fs::read_dir(&tmp)? {
+            if std::fs::remove_file(entry?.path()).is_ok() {
+                leftovers += 1;
+            }
+        }
+        let evicted_dir = files.clone();
+        let index = moka::sync::Cache::builder()
+            // Weighed in KiB so a weight fits u32 for any file size.
+            .max_capacity(max_size.div_ceil(1024))
+            .weigher(|_: &String, size: &u64| u32::try_from(size.div_ceil(1024).max(1)).unwrap_or(u32::MAX))
+            .eviction_policy(moka::policy::EvictionPolicy::lru())
+            .eviction_listener(move |sha: Arc<String>, _size, cause| {
+                if cause != moka::notification::RemovalCause::Replaced {
+                    let _ = std::fs::remove_file(path_in(&evicted_dir, &sha));
+                    tracing::debug!(sha256 = %sha, ?cause, "file evicted from the cache");
+                }
+            })
+            .build();
+        let store = FileStore { files, tmp, index, fills: Mutex::new(HashMap::new()) };
+        let (count, bytes) = store.index_existing()?;
+        tracing::info!(files = count, bytes, removed_temp_files = leftovers, dir = %dir.display(), "file cache opened");
+        Ok(Arc::new(store))
+    }
+
+    fn index_existing(&self) -> std::io::Result<(usize, u64)> {
+        let mut found = Vec::new();
+        for shard in std::fs::read_dir(&self.files)? {
+            let shard = shard?;
+            if !shard.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(shard.path())? {
+                let entry = entry?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let metadata = entry.metadata()?;
+                if is_sha256(&name) && metadata.is_file() {
+                    found.push((metadata.modified().ok(), name, metadata.len()));
+                }
+            }
+        }
+        found.sort();
+        let bytes = found.iter().map(|(_, _, size)| size).sum();
+        let count = found.len();
+        for (_, sha, size) in found {
+            self.index.insert(sha, size);
+        }
+        self.index.run_pending_tasks();
+        Ok((count, bytes))
+    }
+
+    /// The committed file for `sha256`, or the fill that will produce it (starting one from
+    /// `upstream` if none runs).
+    pub fn get_or_fill(
+        self: &Arc<Self>,
+        sha256: &str,
+        upstream: &Arc<Upstream>,
+        url: &str,
+        expected: Expected,
+    ) -> std::io::Result<Lookup> {
+        if let Some(hit) = self.hit(sha256) {
+            return Ok(hit);
+        }
+        let mut fills = self.fills.lock().expect("fills lock");
+        if let Some(fill) = fills.get(sha256) {
+            return Ok(Lookup::Filling(fill.clone()));
+        }
+        // A fill may have committed between the first look and taking the lock.
+        if let Some(hit) = self.hit(sha256) {
+            return Ok(hit);
+        }
+        let fill = Fill::start(self.clone(), sha256.to_owned(), upstream.clone(), url.to_owned(), expected)?;
+        fills.insert(sha256.to_owned(), fill.clone());
+        Ok(Lookup::Filling(fill))
+    }
+
+    fn hit(&self, sha256: &str) -> Option<Lookup> {
+        let size = self.index.get(sha256)?;
+        match File::open(self.path(sha256)) {
+            Ok(file) => Some(Lookup::Hit { file: Arc::new(file), size }),
+            Err(_) => {
+                // Deleted behind our back: forget it and fetch again.
+                self.index.invalidate(sha256);
+                None
+            }
+        }
+    }
+
+    /// Whether a verified copy of `sha256` is stored.
+    pub fn contains(&self, sha256: &str) -> bool {
+        self.index.contains_key(sha256)
+    }
+
+    /// Bytes of committed files, for tests and logs.
+    pub fn stored_bytes(&self) -> u64 {
+        self.index.run_pending_tasks();
+        self.index.iter().map(|(_, size)| size).sum()
+    }
+
+    fn path(&self, sha256: &str) -> PathBuf {
+        path_in(&self.files, sha256)
+    }
+
+    fn temp_path(&self, sha256: &str) -> PathBuf {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tmp.join(format!("{sha256}.{}.{n}.part", std::process::id()))
+    }
+
+    /// Moves a verified temp file into place and indexes it. Called by the fill task.
+    fn commit(&self, sha256: &str, temp: &Path, size: u64) -> std::io::Result<()> {
+        let path = self.path(sha256);
+        std::fs::create_dir_all(path.parent().expect("sharded path"))?;
+        std::fs::rename(temp, &path)?;
+        self.index.insert(sha256.to_owned(), size);
+        self.index.run_pending_tasks();
+        Ok(())
+    }
+
+    /// Forgets a finished fill, so the next request sees the committed file (or starts over).
+    fn end_fill(&self, sha256: &str) {
+        self.fills.lock().expect("fills lock").remove(sha256);
+    }
+}
+
+fn path_in(files: &Path, sha256: &str) -> PathBuf {
+    files.join(&sha256[..2]).join(sha256)
+}
+
+/// Whether `text` is a lowercase hex sha256: the only names the store accepts as keys.
+pub fn is_sha256(text: &str) -> bool {
+    text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}

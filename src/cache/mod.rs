@@ -1,0 +1,15 @@
+//! Caches that make installs through pipgate faster than from the upstream itself.
+//!
+//! - [`pages`]: index pages, resolved by the owner rule, kept in memory (weighed by bytes) and
+//!   on disk ([`page_disk`]), each rendered once per version into every representation
+//!   ([`rendered`]); see the module for the freshness flow.
+//! - [`files`]: artifacts on disk, content-addressed by sha256, verified before they are
+//!   committed, filled once however many clients ask, evicted least-recently-used.
+
+pub mod entry;
+pub mod files;
+pub mod page_disk;
+pub mod pages;
+pub mod rendered;
+
+pub use pages::{Freshness, PageCache, Served};

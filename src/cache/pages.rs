@@ -1,0 +1,238 @@
+//! The index-page cache: freshness, revalidation, stale-while-revalidate, stale-on-error.
+//!
+//! Flow for one project (ages count from the owner's last 200 or 304):
+//!
+//! - **age < `index_ttl`**: served from memory. A client that forces revalidation
+//!   (`Cache-Control: max-age=0`, which pip always sends) starts at most one background
+//!   revalidation per `revalidate_interval`; it still gets the cached page at once.
+//! - **`index_ttl` ≤ age < `index_ttl` + `max_stale`**: served at once, marked stale, while one
+//!   background refresh runs (stale-while-revalidate).
+//! - **older, or not cached**: the request waits for a refresh.
+//!
+//! A refresh runs the owner rule again (the old owner is asked conditionally, so an unchanged
+//! page costs a 304), in its own task: concurrent requests share it (I5) and a client that
+//! disconnects does not cancel it. If a refresh fails, the last good page is served, marked
+//! stale, until it is `index_ttl` + `max_stale` old; after that the failure reaches the
+//! client (I7), and a project never seen before fails closed (I2). A page that does not parse
+//! is an error, so it is never cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::watch;
+
+use super::entry::{CachedProject, Entry};
+use super::page_disk::PageDisk;
+use crate::pypi::ProjectName;
+use crate::resolve::{Resolution, ResolveError, Resolver};
+
+/// The answer for a project: its cached page, and whether that page is past its freshness.
+#[derive(Debug, Clone)]
+pub struct Served {
+    pub project: Arc<CachedProject>,
+    pub stale: bool,
+}
+
+/// The shared result of one refresh.
+type Outcome = Result<Option<Served>, ResolveError>;
+
+/// Freshness settings, from `[cache]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Freshness {
+    pub index_ttl: Duration,
+    pub max_stale: Duration,
+    pub revalidate_interval: Duration,
+    pub negative_ttl: Duration,
+}
+
+#[derive(Debug)]
+pub struct PageCache {
+    resolver: Arc<Resolver>,
+    memory: moka::sync::Cache<ProjectName, Entry>,
+    disk: Option<PageDisk>,
+    freshness: Freshness,
+    inflight: Mutex<HashMap<ProjectName, watch::Receiver<Option<Outcome>>>>,
+}
+
+impl PageCache {
+    pub fn new(
+        resolver: Arc<Resolver>,
+        memory_bytes: u64,
+        disk: Option<PageDisk>,
+        freshness: Freshness,
+    ) -> Self {
+        let memory = moka::sync::Cache::builder()
+            .max_capacity(memory_bytes)
+            .weigher(|_: &ProjectName, entry: &Entry| entry.weight())
+            .build();
+        PageCache { resolver, memory, disk, freshness, inflight: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn resolver(&self) -> &Arc<Resolver> {
+        &self.resolver
+    }
+
+    /// The page of `project` under the flow above; `Ok(None)` when no upstream has it.
+    pub async fn get(
+        self: &Arc<Self>,
+        project: &ProjectName,
+        client_forces: bool,
+    ) -> Result<Option<Served>, ResolveError> {
+        let now = SystemTime::now();
+        let entry = match self.memory.get(project) {
+            Some(entry) => Some(entry),
+            None => self.load_from_disk(project).await,
+        };
+        let f = self.freshness;
+        match entry {
+            Some(Entry::Found(cached)) => {
+                let age = cached.age(now);
+                if age < f.index_ttl {
+                    if client_forces
+                        && age >= f.revalidate_interval
+                        && cached.claim_refresh(now, f.revalidate_interval)
+                    {
+                        self.start_refresh(project, Some(cached.clone()));
+                    }
+                    return Ok(Some(Served { project: cached, stale: false }));
+                }
+                if age < f.index_ttl + f.max_stale {
+                    if cached.claim_refresh(now, f.revalidate_interval) {
+                        self.start_refresh(project, Some(cached.clone()));
+                    }
+                    return Ok(Some(Served { project: cached, stale: true }));
+                }
+                self.refresh(project, Some(cached)).await
+            }
+            Some(Entry::Missing { at }) if now.duration_since(at).unwrap_or_default() < f.negative_ttl => {
+                Ok(None)
+            }
+            _ => self.refresh(project, None).await,
+        }
+    }
+
+    async fn load_from_disk(&self, project: &ProjectName) -> Option<Entry> {
+        let disk = self.disk.clone()?;
+        let owners: Vec<String> = self.resolver.upstreams().iter().map(|u| u.name().to_owned()).collect();
+        let project_name = project.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let stored = disk.load(&project_name)?;
+            let owner = owners.iter().position(|name| *name == stored.owner)?;
+            Some(CachedProject::new(&project_name, owner, stored.page, stored.validators, stored.fetched_at))
+        })
+        .await
+        .ok()??;
+        tracing::debug!(%project, "page loaded from the disk cache");
+        let entry = Entry::Found(Arc::new(loaded));
+        self.memory.insert(project.clone(), entry.clone());
+        Some(entry)
+    }
+
+    /// Starts a refresh without waiting for it.
+    fn start_refresh(self: &Arc<Self>, project: &ProjectName, previous: Option<Arc<CachedProject>>) {
+        drop(self.join_refresh(project, previous));
+    }
+
+    /// Waits for the refresh of `project`, starting one if none runs.
+    async fn refresh(
+        self: &Arc<Self>,
+        project: &ProjectName,
+        previous: Option<Arc<CachedProject>>,
+    ) -> Outcome {
+        let mut receiver = self.join_refresh(project, previous);
+        loop {
+            if let Some(outcome) = receiver.borrow_and_update().as_ref() {
+                return outcome.clone();
+            }
+            if receiver.changed().await.is_err() {
+                // The refresh task ended without an answer: it panicked. Fail closed.
+                let error = crate::upstream::UpstreamError::Body("the refresh task failed".to_owned());
+                return Err(ResolveError { upstream: "pipgate".to_owned(), error: Arc::new(error) });
+            }
+        }
+    }
+
+    fn join_refresh(
+        self: &Arc<Self>,
+        project: &ProjectName,
+        previous: Option<Arc<CachedProject>>,
+    ) -> watch::Receiver<Option<Outcome>> {
+        let mut inflight = self.inflight.lock().expect("inflight lock");
+        if let Some(receiver) = inflight.get(project) {
+            return receiver.clone();
+        }
+        let (sender, receiver) = watch::channel(None);
+        inflight.insert(project.clone(), receiver.clone());
+        let cache = self.clone();
+        let project = project.clone();
+        tokio::spawn(async move {
+            let outcome = cache.run_refresh(&project, previous).await;
+            // Leave the in-flight map before publishing, so a request that sees the result
+            // and finds it stale starts a new refresh instead of joining this finished one.
+            cache.inflight.lock().expect("inflight lock").remove(&project);
+            let _ = sender.send(Some(outcome));
+        });
+        receiver
+    }
+
+    async fn run_refresh(&self, project: &ProjectName, previous: Option<Arc<CachedProject>>) -> Outcome {
+        let previous_owner = previous.as_ref().map(|p| (p.owner, &p.validators));
+        let resolution = self.resolver.resolve(project, previous_owner).await;
+        let now = SystemTime::now();
+        match resolution {
+            Ok(Resolution::Found { owner, page, validators }) => {
+                if let Some(previous) = previous.as_ref().filter(|p| p.owner != owner) {
+                    tracing::warn!(
+                        %project,
+                        from = self.resolver.upstream(previous.owner).name(),
+                        to = self.resolver.upstream(owner).name(),
+                        "the owner of a project changed"
+                    );
+                }
+                let project_name = project.clone();
+                let cached = tokio::task::spawn_blocking(move || {
+                    CachedProject::new(&project_name, owner, *page, validators, now)
+                })
+                .await
+                .expect("rendering a page does not panic");
+                let cached = Arc::new(cached);
+                self.store(project, &cached, true);
+                Ok(Some(Served { project: cached, stale: false }))
+            }
+            Ok(Resolution::Unchanged { owner }) => {
+                let Some(previous) = previous.filter(|p| p.owner == owner) else {
+                    unreachable!("validators are only sent to the previous owner")
+                };
+                let cached = Arc::new(previous.confirmed(now));
+                self.store(project, &cached, false);
+                Ok(Some(Served { project: cached, stale: false }))
+            }
+            Ok(Resolution::NotFound) => {
+                self.memory.insert(project.clone(), Entry::Missing { at: now });
+                Ok(None)
+            }
+            Err(error) => {
+                let f = self.freshness;
+                match previous.filter(|p| p.age(now) < f.index_ttl + f.max_stale) {
+                    Some(previous) => {
+                        tracing::warn!(%project, error = %error, "serving the last good page while the upstream fails");
+                        Ok(Some(Served { project: previous, stale: true }))
+                    }
+                    None => Err(error),
+                }
+            }
+        }
+    }
+
+    fn store(&self, project: &ProjectName, cached: &Arc<CachedProject>, to_disk: bool) {
+        self.memory.insert(project.clone(), Entry::Found(cached.clone()));
+        if let (true, Some(disk)) = (to_disk, self.disk.clone()) {
+            let owner = self.resolver.upstream(cached.owner).name().to_owned();
+            let (project, cached) = (project.clone(), cached.clone());
+            tokio::task::spawn_blocking(move || {
+                disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
+            });
+        }
+    }
+}
