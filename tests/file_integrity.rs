@@ -36,6 +36,7 @@ fn big_file() -> FakeFile {
         metadata: None,
         requires_python: None,
         yanked: None,
+        omit_hash: false,
     }
 }
 

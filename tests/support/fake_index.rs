@@ -44,6 +44,8 @@ pub enum FileMode {
     ShortBody,
     /// Sends the first half, then resets the connection.
     ResetMidBody,
+    /// Sends the body in 64 KiB pieces with this pause between them.
+    Slow(Duration),
 }
 
 #[derive(Clone, Debug)]
@@ -53,6 +55,8 @@ pub struct FakeFile {
     pub metadata: Option<Bytes>,
     pub requires_python: Option<String>,
     pub yanked: Option<String>,
+    /// List the file without any hash (pipgate must not cache it).
+    pub omit_hash: bool,
 }
 
 impl From<Wheel> for FakeFile {
@@ -63,6 +67,7 @@ impl From<Wheel> for FakeFile {
             metadata: Some(wheel.metadata.into()),
             requires_python: None,
             yanked: None,
+            omit_hash: false,
         }
     }
 }
@@ -76,6 +81,7 @@ impl FakeFile {
             metadata: None,
             requires_python: None,
             yanked: None,
+            omit_hash: false,
         }
     }
 }
@@ -94,6 +100,7 @@ struct State {
     file_mode: Option<FileMode>,
     basic_auth: Option<String>,
     seen: Vec<Seen>,
+    not_modified: usize,
 }
 
 #[derive(Clone)]
@@ -154,6 +161,11 @@ impl FakeIndex {
 
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
+    }
+
+    /// How many page requests were answered 304 Not Modified.
+    pub fn not_modified_count(&self) -> usize {
+        self.state.lock().unwrap().not_modified
     }
 
     pub fn count(&self, path_prefix: &str) -> usize {
@@ -264,7 +276,7 @@ async fn answer(
             let mut entry = serde_json::json!({
                 "filename": f.filename,
                 "url": format!("../../files/{}", f.filename),
-                "hashes": {"sha256": sha256_hex(&f.bytes)},
+                "hashes": if f.omit_hash { serde_json::json!({}) } else { serde_json::json!({"sha256": sha256_hex(&f.bytes)}) },
                 "size": f.bytes.len(),
                 "upload-time": "2025-01-02T03:04:05.000000Z",
                 "yanked": f.yanked.clone().map_or(serde_json::Value::Bool(false), serde_json::Value::String),
@@ -280,7 +292,17 @@ async fn answer(
         .collect();
     let body =
         serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": []});
-    Ok(full(200, "application/vnd.pypi.simple.v1+json", body.to_string()))
+    let body = body.to_string();
+    let etag = format!("\"{}\"", &sha256_hex(body.as_bytes())[..16]);
+    if req.headers().get("if-none-match").is_some_and(|v| v == etag.as_str()) {
+        state.lock().unwrap().not_modified += 1;
+        let mut response = full(304, "application/vnd.pypi.simple.v1+json", "");
+        response.headers_mut().insert("etag", etag.parse().unwrap());
+        return Ok(response);
+    }
+    let mut response = full(200, "application/vnd.pypi.simple.v1+json", body);
+    response.headers_mut().insert("etag", etag.parse().unwrap());
+    Ok(response)
 }
 
 async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) -> Response<Body> {
@@ -300,6 +322,21 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
     }
     match mode {
         FileMode::Serve => full(200, "application/octet-stream", file.bytes),
+        FileMode::Slow(pause) => {
+            let pause = *pause;
+            let pieces: Vec<Bytes> = file.bytes.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
+            let stream = futures_util::stream::unfold(pieces.into_iter(), move |mut rest| async move {
+                let piece = rest.next()?;
+                tokio::time::sleep(pause).await;
+                Some((Ok::<_, std::io::Error>(Frame::data(piece)), rest))
+            });
+            Response::builder()
+                .status(200)
+                .header("content-type", "application/octet-stream")
+                .header("content-length", file.bytes.len())
+                .body(BodyExt::boxed(StreamBody::new(stream)))
+                .unwrap()
+        }
         FileMode::RedirectTo(base) => {
             let mut response = full(302, "text/plain", "");
             response

@@ -1,0 +1,195 @@
+//! The file cache (I3, I5, I6):
+//! - N concurrent requests for one cold file make exactly one upstream request, and all N get
+//!   identical, correct bytes while the file is still arriving;
+//! - a client that disconnects mid-download does not cancel the fill for the cache;
+//! - a restart with the same cache dir serves pages and files without the upstream;
+//! - ETag/304, Range (206, 416), HEAD and Cache-Control on cached files;
+//! - least-recently-used eviction under `max_size`; leftover temp files are removed at start;
+//! - a file listed without a sha256 is passed through and not cached.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use support::fake_index::{FakeFile, FakeIndex, FileMode};
+use support::{PIP_ACCEPT, Pipgate, config_for, get, request};
+
+fn blob(name: &str, size: usize, seed: u32) -> FakeFile {
+    let bytes: Vec<u8> =
+        (0..size as u32).map(|i| (i.wrapping_mul(seed | 1).wrapping_add(seed) >> 7) as u8).collect();
+    FakeFile {
+        filename: format!("{name}.tar.gz"),
+        bytes: Bytes::from(bytes),
+        metadata: None,
+        requires_python: None,
+        yanked: None,
+        omit_hash: false,
+    }
+}
+
+fn file_url(pipgate: &Pipgate, filename: &str) -> String {
+    format!("{}/files/acme-core/{filename}", pipgate.base)
+}
+
+async fn wait_until(mut check: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if check() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("condition not reached within 4 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_cold_requests_share_one_upstream_download() {
+    let index = FakeIndex::start().await;
+    let file = blob("acme_core-1.0", 2 * 1024 * 1024, 7);
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    // Warm the page, so only the file is cold; then make the download slow enough to overlap.
+    get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
+    index.set_file_mode(FileMode::Slow(Duration::from_millis(10)));
+
+    let url = file_url(&pipgate, &file.filename);
+    let clients: Vec<_> = (0..20).map(|_| tokio::spawn(get_owned(url.clone()))).collect();
+    for client in clients {
+        let answer = client.await.unwrap().unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.body, file.bytes, "every client gets the exact bytes");
+    }
+    assert_eq!(index.count("/files/"), 1, "one upstream download for 20 clients");
+    // And later requests are hits.
+    let again = get(&url, &[]).await.unwrap();
+    assert_eq!(again.body, file.bytes);
+    assert_eq!(index.count("/files/"), 1);
+}
+
+async fn get_owned(url: String) -> Result<support::Answer, String> {
+    get(&url, &[]).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_leaves_does_not_cancel_the_fill() {
+    let index = FakeIndex::start().await;
+    let file = blob("acme_core-1.0", 1024 * 1024, 11);
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    index.set_file_mode(FileMode::Slow(Duration::from_millis(20)));
+    let url = file_url(&pipgate, &file.filename);
+    let leaving = tokio::spawn(get_owned(url.clone()));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    leaving.abort();
+    let stored = pipgate.cache_dir.join("files").join(&sha(&file)[..2]).join(sha(&file));
+    wait_until(|| stored.exists()).await;
+    index.set_file_mode(FileMode::Serve);
+    let answer = get(&url, &[]).await.unwrap();
+    assert_eq!(answer.body, file.bytes);
+    assert_eq!(index.count("/files/"), 1, "the abandoned download was finished and reused");
+}
+
+fn sha(file: &FakeFile) -> String {
+    support::wheel::sha256_hex(&file.bytes)
+}
+
+#[tokio::test]
+async fn a_restart_serves_pages_and_files_from_the_cache_dir() {
+    let index = FakeIndex::start().await;
+    let file = blob("acme_core-1.0", 300 * 1024, 3);
+    index.add("acme-core", file.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        config_for(&[("corp", &index.url())], &format!("[cache]\ndir = \"{}\"\n", dir.path().display()));
+    let first = Pipgate::start(&config, Default::default()).await;
+    let page = get(&format!("{}acme-core/", first.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
+    assert_eq!(get(&file_url(&first, &file.filename), &[]).await.unwrap().body, file.bytes);
+    let page_file = dir.path().join("pages/acme-core.json");
+    wait_until(|| page_file.exists()).await;
+    first.server.shutdown().await;
+
+    index.stop();
+    std::fs::write(dir.path().join("tmp/leftover.part"), b"half a download").unwrap();
+    let second = Pipgate::start(&config, Default::default()).await;
+    assert!(!dir.path().join("tmp/leftover.part").exists(), "temp files are cleaned at start");
+    let again = get(&format!("{}acme-core/", second.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
+    assert_eq!(again.status, 200, "{}", again.text());
+    assert_eq!(again.json()["files"], page.json()["files"]);
+    let answer = get(&file_url(&second, &file.filename), &[]).await.unwrap();
+    assert_eq!(answer.body, file.bytes);
+}
+
+#[tokio::test]
+async fn cached_files_answer_conditional_ranged_and_head_requests() {
+    let index = FakeIndex::start().await;
+    let file = blob("acme_core-1.0", 100_000, 5);
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let url = file_url(&pipgate, &file.filename);
+
+    // A range on a cold file waits for the whole file, then answers the range.
+    let tail = get(&url, &[("range", "bytes=-1000")]).await.unwrap();
+    assert_eq!(tail.status, 206);
+    assert_eq!(tail.header("content-range"), "bytes 99000-99999/100000");
+    assert_eq!(tail.body, file.bytes.slice(99_000..));
+
+    let full = get(&url, &[]).await.unwrap();
+    let etag = full.header("etag").to_owned();
+    assert_eq!(etag, format!("\"{}\"", sha(&file)));
+    assert_eq!(full.header("cache-control"), "public, max-age=31536000, immutable");
+    assert_eq!(full.header("accept-ranges"), "bytes");
+    assert_eq!(full.header("content-length"), "100000");
+
+    let middle = get(&url, &[("range", "bytes=10-19")]).await.unwrap();
+    assert_eq!((middle.status.as_u16(), middle.body.clone()), (206, file.bytes.slice(10..20)));
+    let beyond = get(&url, &[("range", "bytes=100000-")]).await.unwrap();
+    assert_eq!(beyond.status, 416);
+    assert_eq!(beyond.header("content-range"), "bytes */100000");
+    let unchanged = get(&url, &[("if-none-match", &etag)]).await.unwrap();
+    assert_eq!((unchanged.status.as_u16(), unchanged.body.len()), (304, 0));
+    let head = request("HEAD", &url, &[]).await.unwrap();
+    assert_eq!((head.status.as_u16(), head.header("content-length")), (200, "100000"));
+    assert_eq!(index.count("/files/"), 1, "one download served all of these");
+}
+
+#[tokio::test]
+async fn least_recently_used_files_are_evicted_under_the_size_cap() {
+    let index = FakeIndex::start().await;
+    let files: Vec<FakeFile> =
+        (0..3).map(|i| blob(&format!("acme_core-1.{i}"), 400 * 1024, 13 + i)).collect();
+    for file in &files {
+        index.add("acme-core", file.clone());
+    }
+    let extra = "[cache]\nmax_size = \"900KiB\"\n";
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], extra), Default::default()).await;
+    let fetch = |i: usize| get_owned(file_url(&pipgate, &files[i].filename));
+    fetch(0).await.unwrap();
+    fetch(1).await.unwrap();
+    fetch(0).await.unwrap(); // 0 is now more recent than 1
+    fetch(2).await.unwrap(); // over the cap: 1 goes
+    let stored = |i: usize| pipgate.cache_dir.join("files").join(&sha(&files[i])[..2]).join(sha(&files[i]));
+    wait_until(|| !stored(1).exists()).await;
+    assert!(stored(0).exists() && stored(2).exists());
+    let before = index.count("/files/");
+    assert_eq!(fetch(0).await.unwrap().body, files[0].bytes);
+    assert_eq!(index.count("/files/"), before, "file 0 was still cached");
+    assert_eq!(fetch(1).await.unwrap().body, files[1].bytes);
+    assert_eq!(index.count("/files/"), before + 1, "file 1 had been evicted");
+}
+
+#[tokio::test]
+async fn a_file_without_a_sha256_passes_through_uncached() {
+    let index = FakeIndex::start().await;
+    let mut file = blob("acme_core-1.0", 50_000, 17);
+    file.omit_hash = true;
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let url = file_url(&pipgate, &file.filename);
+    for _ in 0..2 {
+        let answer = get(&url, &[]).await.unwrap();
+        assert_eq!(answer.body, file.bytes);
+        assert_eq!(answer.header("accept-ranges"), "none");
+        assert!(answer.headers.get("etag").is_none());
+    }
+    assert_eq!(index.count("/files/"), 2, "each request went upstream");
+}
