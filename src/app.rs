@@ -55,7 +55,7 @@ impl App {
         for upstream in &config.upstreams {
             let credential =
                 match &upstream.auth {
-                    Some(auth) => Some(crate::auth::from_config(auth, env).map_err(|source| {
+                    Some(auth) => Some(crate::auth::from_config(&upstream.name, auth, env).map_err(|source| {
                         BuildError::Credential { upstream: upstream.name.clone(), source }
                     })?),
                     None => None,

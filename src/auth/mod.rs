@@ -5,9 +5,13 @@
 //! the upstream rejected that value, so token credentials can refresh. Static kinds (basic,
 //! bearer) live here; identity-provider kinds plug in behind the same trait.
 
+mod azure;
+mod refresh;
 mod secret_value;
 mod static_kinds;
 
+pub use azure::AzureCredential;
+pub use refresh::{FreshToken, RefreshingToken, TokenSource};
 pub use secret_value::SecretValue;
 pub use static_kinds::{BasicCredential, BearerCredential};
 
@@ -29,10 +33,16 @@ pub trait Credential: Send + Sync + fmt::Debug {
     /// HTTP/2 encoder never indexes it.
     fn authorization(&self) -> BoxFuture<'_, Result<HeaderValue, AuthError>>;
 
-    /// The upstream answered 401 to the value last handed out: a token credential refreshes;
-    /// a static one can do nothing. Returns whether a retry could succeed.
-    fn rejected(&self) -> bool {
-        false
+    /// The upstream answered 401 to the value last handed out: a token credential refreshes
+    /// (once, however many requests report it); a static one can do nothing. Resolves to
+    /// whether a retry could succeed.
+    fn rejected(&self) -> BoxFuture<'_, bool> {
+        Box::pin(async { false })
+    }
+
+    /// Whether the credential can authenticate now (readiness: a token is held).
+    fn is_ready(&self) -> bool {
+        true
     }
 }
 
@@ -45,11 +55,14 @@ pub enum AuthError {
     SecretFile(String),
     #[error("the credential holds characters not allowed in an HTTP header")]
     NotAHeader,
+    #[error("no valid token: the identity endpoint has not provided one")]
+    NoToken,
 }
 
-/// Builds the credential an upstream's config names.
-pub fn from_config(auth: &AuthConfig, env: &dyn Environment) -> Result<Arc<dyn Credential>, AuthError> {
+/// Builds the credential an upstream's config names. Token credentials start fetching at once.
+pub fn from_config(upstream: &str, auth: &AuthConfig, env: &dyn Environment) -> Result<Arc<dyn Credential>, AuthError> {
     Ok(match auth {
+        AuthConfig::Azure(azure) => Arc::new(AzureCredential::start(upstream, azure, env)?),
         AuthConfig::Basic(basic) => {
             let source = basic.password_source().expect("checked when the config loaded");
             Arc::new(BasicCredential::new(basic.username.clone(), SecretValue::new(source, env)?))

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::env::{self, Environment, Overlay};
-use super::model::{AuthConfig, Config, SecretSource};
+use super::model::{AuthConfig, AzureAuthConfig, AzureIdentity, Config, SecretSource};
 use crate::pypi::name::normalize_pattern;
 
 /// The config pipgate runs when no file is given.
@@ -190,6 +190,7 @@ fn check_auth(
             ("basic", "password, password_env or password_file", basic.password_source())
         }
         AuthConfig::Bearer(bearer) => ("bearer", "token, token_env or token_file", bearer.token_source()),
+        AuthConfig::Azure(azure) => return check_azure(azure, env, &format!("{key}.azure"), errors),
     };
     let key = format!("{key}.{kind}");
     match source {
@@ -198,6 +199,35 @@ fn check_auth(
             Err(errors.at(&key, format!("environment variable {var} is not set or empty")))
         }
         Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(&key, m)),
+        Some(_) => Ok(()),
+    }
+}
+
+fn check_azure(
+    azure: &AzureAuthConfig,
+    env: &dyn Environment,
+    key: &str,
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    let given_secret =
+        azure.client_secret.is_some() || azure.client_secret_env.is_some() || azure.client_secret_file.is_some();
+    if azure.identity != AzureIdentity::ServicePrincipal {
+        if given_secret {
+            return Err(errors.at(key, "a client secret only goes with identity = \"service-principal\""));
+        }
+        return Ok(());
+    }
+    for (field, value) in [("tenant_id", &azure.tenant_id), ("client_id", &azure.client_id)] {
+        if value.as_deref().is_none_or(str::is_empty) {
+            return Err(errors.at(&format!("{key}.{field}"), "required for identity = \"service-principal\""));
+        }
+    }
+    match azure.client_secret_source() {
+        None => Err(errors.at(key, "give exactly one of client_secret, client_secret_env or client_secret_file")),
+        Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => {
+            Err(errors.at(key, format!("environment variable {var} is not set or empty")))
+        }
+        Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(key, m)),
         Some(_) => Ok(()),
     }
 }

@@ -164,12 +164,130 @@ fn default_timeout() -> Duration {
     Duration::from_secs(30)
 }
 
-/// `auth = { basic = { … } }` or `auth = { bearer = { … } }`.
+/// `auth = { basic = { … } }`, `auth = { bearer = { … } }` or `auth = { azure = … }`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", deny_unknown_fields)]
 pub enum AuthConfig {
     Basic(BasicAuthConfig),
     Bearer(BearerAuthConfig),
+    Azure(AzureAuthConfig),
+}
+
+/// The Entra scope of Azure DevOps, which Artifacts feeds accept.
+pub const AZURE_DEVOPS_SCOPE: &str = "499b84ac-1321-427f-aa17-267ca6975798/.default";
+
+/// Which Azure identity pipgate signs in as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AzureIdentity {
+    /// The VM's or App Service's managed identity; `client_id` picks a user-assigned one.
+    ManagedIdentity,
+    /// AKS workload identity: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`
+    /// as the webhook sets them (or `client_id`/`tenant_id` here).
+    WorkloadIdentity,
+    /// An app registration with a client secret.
+    ServicePrincipal,
+    /// `az login` on a developer's machine.
+    AzureCli,
+}
+
+/// How the Entra token is presented to the feed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TokenPresentation {
+    /// Basic auth with `username` and the token as password (what Azure Artifacts expects).
+    #[default]
+    Basic,
+    Bearer,
+}
+
+/// `auth = { azure = "workload-identity" }`, or a table with `identity` and options.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(from = "AzureAuthInput")]
+pub struct AzureAuthConfig {
+    pub identity: AzureIdentity,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<Secret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_env: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_file: Option<PathBuf>,
+    pub scope: String,
+    pub present_as: TokenPresentation,
+    pub username: String,
+}
+
+impl AzureAuthConfig {
+    pub fn client_secret_source(&self) -> Option<SecretSource> {
+        one_source(&self.client_secret, &self.client_secret_env, &self.client_secret_file)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum AzureAuthInput {
+    Identity(AzureIdentity),
+    Table(AzureAuthTable),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AzureAuthTable {
+    identity: AzureIdentity,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default)]
+    tenant_id: Option<String>,
+    #[serde(default)]
+    client_secret: Option<Secret>,
+    #[serde(default)]
+    client_secret_env: Option<String>,
+    #[serde(default)]
+    client_secret_file: Option<PathBuf>,
+    #[serde(default = "default_scope")]
+    scope: String,
+    #[serde(default)]
+    present_as: TokenPresentation,
+    #[serde(default = "default_username")]
+    username: String,
+}
+
+fn default_scope() -> String {
+    AZURE_DEVOPS_SCOPE.to_owned()
+}
+
+impl From<AzureAuthInput> for AzureAuthConfig {
+    fn from(input: AzureAuthInput) -> Self {
+        let table = match input {
+            AzureAuthInput::Identity(identity) => AzureAuthTable {
+                identity,
+                client_id: None,
+                tenant_id: None,
+                client_secret: None,
+                client_secret_env: None,
+                client_secret_file: None,
+                scope: default_scope(),
+                present_as: TokenPresentation::Basic,
+                username: default_username(),
+            },
+            AzureAuthInput::Table(table) => table,
+        };
+        AzureAuthConfig {
+            identity: table.identity,
+            client_id: table.client_id,
+            tenant_id: table.tenant_id,
+            client_secret: table.client_secret,
+            client_secret_env: table.client_secret_env,
+            client_secret_file: table.client_secret_file,
+            scope: table.scope,
+            present_as: table.present_as,
+            username: table.username,
+        }
+    }
 }
 
 /// HTTP Basic: a username and a password from exactly one of `password`, `password_env`,

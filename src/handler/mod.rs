@@ -49,7 +49,9 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
     let path = request.uri().path();
     let query = request.uri().query();
     match path {
-        "/healthz" | "/readyz" => return Ok(text(StatusCode::OK, "ok\n")),
+        // Liveness never depends on an upstream or on Azure.
+        "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
+        "/readyz" => return Ok(readiness(app)),
         "/simple" => return Ok(redirect("simple/", query)),
         "/simple/" => return simple::root(app, request).await,
         _ => {}
@@ -74,6 +76,20 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
         return files::file(app, request.method(), request.headers(), project, filename).await;
     }
     Err(ServeError::NotFound)
+}
+
+/// Ready when every authenticated upstream holds a credential it can use (a first token).
+fn readiness(app: &App) -> Response<ResponseBody> {
+    let waiting: Vec<&str> =
+        app.pages.resolver().upstreams().iter().filter(|u| !u.is_ready()).map(|u| u.name()).collect();
+    if waiting.is_empty() {
+        return text(StatusCode::OK, "ok\n");
+    }
+    Response::builder()
+        .status(StatusCode::SERVICE_UNAVAILABLE)
+        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
+        .body(full(format!("not ready: no token yet for upstream {}\n", waiting.join(", "))))
+        .expect("static headers are valid")
 }
 
 /// Percent-decodes one path segment; bytes that are not UTF-8 make it invalid.

@@ -46,7 +46,15 @@ pub struct Upstream {
     client: HttpClient,
     timeout: Duration,
     max_page_bytes: u64,
+    /// Set by a 429: until then no request is sent and callers get `Throttled` at once. A CI
+    /// fleet behind pipgate is one identity to the feed, so hammering on would only extend it.
+    throttled_until: std::sync::Mutex<Option<tokio::time::Instant>>,
 }
+
+/// Back-off after a 429 without `Retry-After`.
+const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(5);
+/// Longest back-off a `Retry-After` can impose.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 /// Settings for [`Upstream::new`].
 #[derive(Debug, Clone)]
@@ -78,6 +86,7 @@ impl Upstream {
             client,
             timeout: settings.timeout,
             max_page_bytes: settings.max_page_bytes,
+            throttled_until: std::sync::Mutex::new(None),
         })
     }
 
@@ -87,6 +96,31 @@ impl Upstream {
 
     pub fn has_credential(&self) -> bool {
         self.credential.is_some()
+    }
+
+    /// Ready when its credential (if any) can authenticate: an Azure token has arrived.
+    pub fn is_ready(&self) -> bool {
+        self.credential.as_ref().is_none_or(|c| c.is_ready())
+    }
+
+    /// `Err(Throttled)` while a 429's back-off lasts.
+    fn check_throttle(&self) -> Result<(), UpstreamError> {
+        let until = *self.throttled_until.lock().expect("throttle lock");
+        match until.map(|u| u.saturating_duration_since(tokio::time::Instant::now())) {
+            Some(left) if !left.is_zero() => Err(UpstreamError::Throttled { retry_after: Some(left.as_secs().max(1)) }),
+            _ => Ok(()),
+        }
+    }
+
+    fn start_throttle(&self, headers: &http::HeaderMap) {
+        let wait = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map_or(DEFAULT_RETRY_AFTER, Duration::from_secs)
+            .min(MAX_RETRY_AFTER);
+        tracing::warn!(upstream = %self.name, wait_s = wait.as_secs(), "upstream is throttling: backing off");
+        *self.throttled_until.lock().expect("throttle lock") = Some(tokio::time::Instant::now() + wait);
     }
 
     /// Starts a file download from `url` (taken from this upstream's page), following
@@ -120,6 +154,7 @@ impl Upstream {
         let mut retried_auth = false;
         let mut redirects = 0;
         loop {
+            self.check_throttle()?;
             let with_credential = self.credential.as_ref().filter(|_| same_origin(&url, &self.base));
             let mut request = Request::get(url.as_str())
                 .header(header::USER_AGENT, USER_AGENT)
@@ -135,10 +170,13 @@ impl Upstream {
             }
             let response = self.client.request(request).await?;
             let status = response.status();
+            if status == StatusCode::TOO_MANY_REQUESTS {
+                self.start_throttle(response.headers());
+            }
             if status == StatusCode::UNAUTHORIZED && !retried_auth {
                 if let Some(credential) = with_credential {
                     // A token credential may refresh and deserve one more try; then fail closed.
-                    if credential.rejected() {
+                    if credential.rejected().await {
                         retried_auth = true;
                         continue;
                     }
