@@ -18,7 +18,7 @@ use crate::secret::Secret;
 /// How long a request waits for a first (or replacement) token before failing.
 const WAIT_FOR_TOKEN: Duration = Duration::from_secs(30);
 /// A token this close to expiry counts as expired.
-const EXPIRY_MARGIN: Duration = Duration::from_secs(10);
+const EXPIRY_MARGIN: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 /// A freshly fetched token.

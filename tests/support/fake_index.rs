@@ -99,6 +99,8 @@ struct State {
     page_mode: Option<PageMode>,
     file_mode: Option<FileMode>,
     basic_auth: Option<String>,
+    tokens: Option<TokenBook>,
+    rejected: usize,
     seen: Vec<Seen>,
     not_modified: usize,
 }
@@ -159,6 +161,16 @@ impl FakeIndex {
         self.state.lock().unwrap().basic_auth = Some(format!("Basic {token}"));
     }
 
+    /// Accepts only Basic auth whose password is a token `book` holds and that has not expired.
+    pub fn require_tokens(&self, book: TokenBook) {
+        self.state.lock().unwrap().tokens = Some(book);
+    }
+
+    /// How many requests were refused with 401.
+    pub fn rejected_count(&self) -> usize {
+        self.state.lock().unwrap().rejected
+    }
+
     pub fn seen(&self) -> Vec<Seen> {
         self.state.lock().unwrap().seen.clone()
     }
@@ -197,10 +209,14 @@ async fn answer(
     let (page_mode, file_mode, authorized, files) = {
         let mut state = state.lock().unwrap();
         state.seen.push(Seen { path: path.clone(), headers: req.headers().clone() });
-        let authorized = match &state.basic_auth {
-            None => true,
-            Some(expected) => req.headers().get("authorization").is_some_and(|v| v == expected.as_str()),
+        let authorized = match (&state.basic_auth, &state.tokens) {
+            (Some(expected), _) => req.headers().get("authorization").is_some_and(|v| v == expected.as_str()),
+            (None, Some(book)) => book.accepts_basic(req.headers().get("authorization")),
+            (None, None) => true,
         };
+        if !authorized {
+            state.rejected += 1;
+        }
         let name = path.trim_start_matches("/simple/").trim_end_matches('/').to_owned();
         (
             state.page_mode.clone().unwrap_or(PageMode::Json),
@@ -383,4 +399,30 @@ fn futures_stream(
             }
         }
     })
+}
+
+/// Tokens an identity endpoint issued, with their expiry: what a fake feed accepts.
+#[derive(Clone, Default, Debug)]
+pub struct TokenBook(Arc<Mutex<std::collections::HashMap<String, std::time::Instant>>>);
+
+impl TokenBook {
+    pub fn issue(&self, token: &str, lifetime: Duration) {
+        self.0.lock().unwrap().insert(token.to_owned(), std::time::Instant::now() + lifetime);
+    }
+
+    /// Makes every issued token invalid, as a feed does when it stops trusting them.
+    pub fn revoke_all(&self) {
+        self.0.lock().unwrap().clear();
+    }
+
+    fn accepts_basic(&self, header: Option<&http::HeaderValue>) -> bool {
+        use base64::Engine;
+        let Some(encoded) = header.and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Basic ")) else {
+            return false;
+        };
+        let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else { return false };
+        let decoded = String::from_utf8_lossy(&decoded).into_owned();
+        let Some((_, password)) = decoded.split_once(':') else { return false };
+        self.0.lock().unwrap().get(password).is_some_and(|expiry| *expiry > std::time::Instant::now())
+    }
 }

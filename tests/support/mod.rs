@@ -2,7 +2,9 @@
 //! 127.0.0.1:0, a small HTTP client, and the Python tools that `scripts/test.sh` installs.
 #![allow(dead_code)] // each test binary uses a different part of this module
 
+pub mod binary;
 pub mod fake_index;
+pub mod identity;
 pub mod python;
 pub mod wheel;
 
