@@ -6,6 +6,7 @@ pub mod binary;
 pub mod fake_index;
 pub mod identity;
 pub mod python;
+pub mod tls;
 pub mod wheel;
 
 use std::io::Write;
