@@ -53,13 +53,14 @@ impl App {
     pub fn from_config(config: &Config, env: &dyn Environment) -> Result<App, BuildError> {
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
-            let credential =
-                match &upstream.auth {
-                    Some(auth) => Some(crate::auth::from_config(&upstream.name, auth, env).map_err(|source| {
+            let credential = match &upstream.auth {
+                Some(auth) => {
+                    Some(crate::auth::from_config(&upstream.name, auth, env).map_err(|source| {
                         BuildError::Credential { upstream: upstream.name.clone(), source }
-                    })?),
-                    None => None,
-                };
+                    })?)
+                }
+                None => None,
+            };
             let built = Upstream::new(UpstreamSettings {
                 name: upstream.name.clone(),
                 base: upstream.url.clone(),

@@ -31,7 +31,8 @@ async fn setup() -> (Setup, Vec<(&'static str, String)>) {
     let feed = FakeIndex::start().await;
     feed.require_tokens(book.clone());
     feed.add("acme-core", wheel::build("acme-core", "1.0", "private"));
-    let entra = IdentityEndpoint::start(book, Duration::from_secs(3600), "unused", Some(ca.acceptor.clone())).await;
+    let entra =
+        IdentityEndpoint::start(book, Duration::from_secs(3600), "unused", Some(ca.acceptor.clone())).await;
     let env = vec![
         ("AZURE_AUTHORITY_HOST", format!("https://127.0.0.1:{}/", entra.addr.port())),
         ("SSL_CERT_FILE", ca.ca_file.path().display().to_string()),
@@ -89,4 +90,41 @@ async fn a_service_principal_signs_in_with_a_client_secret_file() {
     for secret in ["canary-client-secret", "canary-tok-1"] {
         assert!(!logs.contains(secret), "{secret} was logged");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_principal_signs_in_with_a_certificate() {
+    let (s, env) = setup().await;
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let cert =
+        rcgen::CertificateParams::new(vec!["pipgate-sp".to_owned()]).unwrap().self_signed(&key).unwrap();
+    let pem_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(pem_file.path(), format!("{}{}", cert.pem(), key.serialize_pem())).unwrap();
+    let auth = format!(
+        "{{ identity = \"service-principal\", tenant_id = \"{TENANT}\", client_id = \"{CLIENT}\", certificate_file = \"{}\" }}",
+        pem_file.path().display()
+    );
+    let authority = env[0].1.clone();
+    let pipgate = RunningBinary::start(&config(&s.feed, &auth), &env).await;
+    install_page(&pipgate).await;
+
+    let forms = s.entra.behaviour.forms.lock().unwrap().clone();
+    assert_eq!(forms.len(), 1);
+    assert_eq!(forms[0]["client_assertion_type"], "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+    // The assertion is signed by the certificate's key, for this tenant's token endpoint.
+    let assertion = &forms[0]["client_assertion"];
+    let mut validation = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+    let audience = format!("{}/{TENANT}/oauth2/v2.0/token", authority.trim_end_matches('/'));
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[CLIENT]);
+    let decoding = jsonwebtoken::DecodingKey::from_rsa_pem(key.public_key_pem().as_bytes()).unwrap();
+    let decoded = jsonwebtoken::decode::<serde_json::Value>(assertion, &decoding, &validation)
+        .expect("a valid assertion");
+    assert_eq!(decoded.claims["sub"], CLIENT);
+    let thumbprint = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, cert.der());
+    use base64::Engine;
+    let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(thumbprint.as_ref());
+    assert_eq!(decoded.header.x5t.as_deref(), Some(expected.as_str()));
+    let logs = pipgate.stop().await;
+    assert!(!logs.contains("PRIVATE KEY") && !logs.contains(assertion.as_str()), "key material was logged");
 }

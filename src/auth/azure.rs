@@ -12,14 +12,16 @@ use std::sync::Arc;
 use azure_core::credentials::TokenCredential;
 use azure_core::http::{ClientOptions, RetryOptions};
 use azure_identity::{
-    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredentialOptions, ClientSecretCredential,
-    ClientSecretCredentialOptions, ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId,
-    WorkloadIdentityCredential, WorkloadIdentityCredentialOptions,
+    AzureCliCredential, AzureCliCredentialOptions, ClientAssertionCredential,
+    ClientAssertionCredentialOptions, ClientSecretCredential, ClientSecretCredentialOptions,
+    ManagedIdentityCredential, ManagedIdentityCredentialOptions, UserAssignedId, WorkloadIdentityCredential,
+    WorkloadIdentityCredentialOptions,
 };
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::HeaderValue;
 
+use super::certificate::CertificateAssertion;
 use super::refresh::{FreshToken, RefreshingToken, TokenSource};
 use super::static_kinds::sensitive;
 use super::{AuthError, BoxFuture, Credential, SecretValue};
@@ -40,7 +42,11 @@ impl AzureCredential {
             Some(source) => Some(SecretValue::new(source, env)?),
             None => None,
         };
-        let source = Arc::new(AzureTokenSource { config: config.clone(), client_secret });
+        let authority_host = env
+            .var("AZURE_AUTHORITY_HOST")
+            .filter(|h| !h.is_empty())
+            .unwrap_or_else(|| "https://login.microsoftonline.com".to_owned());
+        let source = Arc::new(AzureTokenSource { config: config.clone(), client_secret, authority_host });
         Ok(AzureCredential {
             token: RefreshingToken::spawn(upstream.to_owned(), source),
             present_as: config.present_as,
@@ -75,6 +81,9 @@ impl Credential for AzureCredential {
 struct AzureTokenSource {
     config: AzureAuthConfig,
     client_secret: Option<SecretValue>,
+    /// Where Entra lives (`AZURE_AUTHORITY_HOST`, as azure_identity reads it), for the audience
+    /// of certificate assertions.
+    authority_host: String,
 }
 
 impl AzureTokenSource {
@@ -82,12 +91,13 @@ impl AzureTokenSource {
         let client_options = || ClientOptions { retry: RetryOptions::none(), ..Default::default() };
         let config = &self.config;
         let built: azure_core::Result<Arc<dyn TokenCredential>> = match config.identity {
-            AzureIdentity::ManagedIdentity => ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
-                client_options: client_options(),
-                ..Default::default()
-            }))
-            .map(|c| c as Arc<dyn TokenCredential>),
+            AzureIdentity::ManagedIdentity => {
+                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                    user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
+                    client_options: client_options(),
+                }))
+                .map(|c| c as Arc<dyn TokenCredential>)
+            }
             AzureIdentity::WorkloadIdentity => {
                 WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
                     credential_options: ClientAssertionCredentialOptions { client_options: client_options() },
@@ -95,6 +105,21 @@ impl AzureTokenSource {
                     tenant_id: config.tenant_id.clone(),
                     ..Default::default()
                 }))
+                .map(|c| c as Arc<dyn TokenCredential>)
+            }
+            AzureIdentity::ServicePrincipal if config.certificate_file.is_some() => {
+                let assertion = CertificateAssertion::new(
+                    config.client_id.clone().unwrap_or_default(),
+                    &self.authority_host,
+                    config.tenant_id.as_deref().unwrap_or_default(),
+                    config.certificate_file.clone().expect("checked by the guard"),
+                );
+                ClientAssertionCredential::new(
+                    config.tenant_id.clone().unwrap_or_default(),
+                    config.client_id.clone().unwrap_or_default(),
+                    assertion,
+                    Some(ClientAssertionCredentialOptions { client_options: client_options() }),
+                )
                 .map(|c| c as Arc<dyn TokenCredential>)
             }
             AzureIdentity::ServicePrincipal => {
@@ -122,7 +147,10 @@ impl TokenSource for AzureTokenSource {
     fn fetch(&self) -> BoxFuture<'_, Result<FreshToken, String>> {
         Box::pin(async move {
             let credential = self.credential()?;
-            let token = credential.get_token(&[self.config.scope.as_str()], None).await.map_err(|e| error_chain(&e))?;
+            let token = credential
+                .get_token(&[self.config.scope.as_str()], None)
+                .await
+                .map_err(|e| error_chain(&e))?;
             Ok(FreshToken {
                 value: crate::secret::Secret::new(token.token.secret()),
                 expires_at: std::time::SystemTime::from(token.expires_on),

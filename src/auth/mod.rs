@@ -6,6 +6,7 @@
 //! bearer) live here; identity-provider kinds plug in behind the same trait.
 
 mod azure;
+mod certificate;
 mod refresh;
 mod secret_value;
 mod static_kinds;
@@ -60,7 +61,11 @@ pub enum AuthError {
 }
 
 /// Builds the credential an upstream's config names. Token credentials start fetching at once.
-pub fn from_config(upstream: &str, auth: &AuthConfig, env: &dyn Environment) -> Result<Arc<dyn Credential>, AuthError> {
+pub fn from_config(
+    upstream: &str,
+    auth: &AuthConfig,
+    env: &dyn Environment,
+) -> Result<Arc<dyn Credential>, AuthError> {
     Ok(match auth {
         AuthConfig::Azure(azure) => Arc::new(AzureCredential::start(upstream, azure, env)?),
         AuthConfig::Basic(basic) => {

@@ -161,17 +161,29 @@ mod tests {
                 if n > self.fail_after {
                     return Err("identity endpoint down".to_owned());
                 }
-                Ok(FreshToken { value: Secret::new(format!("t{n}")), expires_at: SystemTime::now() + self.lifetime })
+                Ok(FreshToken {
+                    value: Secret::new(format!("t{n}")),
+                    expires_at: SystemTime::now() + self.lifetime,
+                })
             })
         }
     }
 
     #[tokio::test]
     async fn many_rejections_at_once_make_one_refresh() {
-        let source = Arc::new(Counting { fetches: AtomicUsize::new(0), lifetime: Duration::from_secs(3600), fail_after: 99 });
+        let source = Arc::new(Counting {
+            fetches: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(3600),
+            fail_after: 99,
+        });
         let token = RefreshingToken::spawn("corp".into(), source.clone());
         assert_eq!(token.current().await.unwrap().value.expose(), "t1");
-        let waiters: Vec<_> = (0..100).map(|_| { let t = token.clone(); tokio::spawn(async move { t.replace_rejected().await }) }).collect();
+        let waiters: Vec<_> = (0..100)
+            .map(|_| {
+                let t = token.clone();
+                tokio::spawn(async move { t.replace_rejected().await })
+            })
+            .collect();
         for waiter in waiters {
             assert!(waiter.await.unwrap());
         }
@@ -181,7 +193,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_source_keeps_the_valid_token() {
-        let source = Arc::new(Counting { fetches: AtomicUsize::new(0), lifetime: Duration::from_secs(3600), fail_after: 1 });
+        let source = Arc::new(Counting {
+            fetches: AtomicUsize::new(0),
+            lifetime: Duration::from_secs(3600),
+            fail_after: 1,
+        });
         let token = RefreshingToken::spawn("corp".into(), source.clone());
         assert_eq!(token.current().await.unwrap().value.expose(), "t1");
         assert!(!token.replace_rejected_quick().await);

@@ -209,11 +209,14 @@ fn check_azure(
     key: &str,
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
-    let given_secret =
-        azure.client_secret.is_some() || azure.client_secret_env.is_some() || azure.client_secret_file.is_some();
+    let given_secret = azure.client_secret.is_some()
+        || azure.client_secret_env.is_some()
+        || azure.client_secret_file.is_some()
+        || azure.certificate_file.is_some();
     if azure.identity != AzureIdentity::ServicePrincipal {
         if given_secret {
-            return Err(errors.at(key, "a client secret only goes with identity = \"service-principal\""));
+            return Err(errors
+                .at(key, "a client secret or certificate only goes with identity = \"service-principal\""));
         }
         return Ok(());
     }
@@ -222,8 +225,21 @@ fn check_azure(
             return Err(errors.at(&format!("{key}.{field}"), "required for identity = \"service-principal\""));
         }
     }
+    let one_of =
+        "give exactly one of client_secret, client_secret_env, client_secret_file or certificate_file";
+    if let Some(path) = &azure.certificate_file {
+        if azure.client_secret_source().is_some()
+            || azure.client_secret.is_some()
+            || azure.client_secret_env.is_some()
+        {
+            return Err(errors.at(key, one_of));
+        }
+        return std::fs::metadata(path).map(drop).map_err(|e| {
+            errors.at(&format!("{key}.certificate_file"), format!("cannot read {}: {e}", path.display()))
+        });
+    }
     match azure.client_secret_source() {
-        None => Err(errors.at(key, "give exactly one of client_secret, client_secret_env or client_secret_file")),
+        None => Err(errors.at(key, one_of)),
         Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => {
             Err(errors.at(key, format!("environment variable {var} is not set or empty")))
         }

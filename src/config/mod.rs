@@ -11,6 +11,6 @@ mod model;
 pub use env::{Environment, MapEnv, ProcessEnv};
 pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, read_secret_file};
 pub use model::{
-    AZURE_DEVOPS_SCOPE, AuthConfig, AzureAuthConfig, AzureIdentity, BasicAuthConfig, BearerAuthConfig, CacheConfig, Config, RouteConfig, SecretSource,
-    ServerConfig, TokenPresentation, UpstreamConfig,
+    AZURE_DEVOPS_SCOPE, AuthConfig, AzureAuthConfig, AzureIdentity, BasicAuthConfig, BearerAuthConfig,
+    CacheConfig, Config, RouteConfig, SecretSource, ServerConfig, TokenPresentation, UpstreamConfig,
 };

@@ -185,7 +185,7 @@ pub enum AzureIdentity {
     /// AKS workload identity: `AZURE_CLIENT_ID`, `AZURE_TENANT_ID`, `AZURE_FEDERATED_TOKEN_FILE`
     /// as the webhook sets them (or `client_id`/`tenant_id` here).
     WorkloadIdentity,
-    /// An app registration with a client secret.
+    /// An app registration with a client secret or a certificate.
     ServicePrincipal,
     /// `az login` on a developer's machine.
     AzureCli,
@@ -216,6 +216,9 @@ pub struct AzureAuthConfig {
     pub client_secret_env: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_secret_file: Option<PathBuf>,
+    /// PEM file with the service principal's certificate and its RSA private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate_file: Option<PathBuf>,
     pub scope: String,
     pub present_as: TokenPresentation,
     pub username: String,
@@ -248,6 +251,8 @@ struct AzureAuthTable {
     client_secret_env: Option<String>,
     #[serde(default)]
     client_secret_file: Option<PathBuf>,
+    #[serde(default)]
+    certificate_file: Option<PathBuf>,
     #[serde(default = "default_scope")]
     scope: String,
     #[serde(default)]
@@ -270,6 +275,7 @@ impl From<AzureAuthInput> for AzureAuthConfig {
                 client_secret: None,
                 client_secret_env: None,
                 client_secret_file: None,
+                certificate_file: None,
                 scope: default_scope(),
                 present_as: TokenPresentation::Basic,
                 username: default_username(),
@@ -283,6 +289,7 @@ impl From<AzureAuthInput> for AzureAuthConfig {
             client_secret: table.client_secret,
             client_secret_env: table.client_secret_env,
             client_secret_file: table.client_secret_file,
+            certificate_file: table.certificate_file,
             scope: table.scope,
             present_as: table.present_as,
             username: table.username,

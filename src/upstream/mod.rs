@@ -107,7 +107,9 @@ impl Upstream {
     fn check_throttle(&self) -> Result<(), UpstreamError> {
         let until = *self.throttled_until.lock().expect("throttle lock");
         match until.map(|u| u.saturating_duration_since(tokio::time::Instant::now())) {
-            Some(left) if !left.is_zero() => Err(UpstreamError::Throttled { retry_after: Some(left.as_secs().max(1)) }),
+            Some(left) if !left.is_zero() => {
+                Err(UpstreamError::Throttled { retry_after: Some(left.as_secs().max(1)) })
+            }
             _ => Ok(()),
         }
     }

@@ -417,7 +417,8 @@ impl TokenBook {
 
     fn accepts_basic(&self, header: Option<&http::HeaderValue>) -> bool {
         use base64::Engine;
-        let Some(encoded) = header.and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Basic ")) else {
+        let Some(encoded) = header.and_then(|h| h.to_str().ok()).and_then(|h| h.strip_prefix("Basic "))
+        else {
             return false;
         };
         let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(encoded) else { return false };

@@ -34,7 +34,12 @@ pub struct IdentityEndpoint {
 
 impl IdentityEndpoint {
     /// Starts the endpoint; `tls` serves HTTPS with the given config (Entra needs https).
-    pub async fn start(book: TokenBook, lifetime: Duration, header_secret: &str, tls: Option<tokio_rustls::TlsAcceptor>) -> IdentityEndpoint {
+    pub async fn start(
+        book: TokenBook,
+        lifetime: Duration,
+        header_secret: &str,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> IdentityEndpoint {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let behaviour = Arc::new(Behaviour::default());
@@ -84,7 +89,11 @@ async fn answer(
     secret: String,
 ) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
     let reply = |status: u16, body: String| {
-        Ok(Response::builder().status(status).header("content-type", "application/json").body(Full::new(Bytes::from(body))).unwrap())
+        Ok(Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .unwrap())
     };
     if behaviour.failing.load(Ordering::SeqCst) {
         return reply(500, r#"{"error":"temporarily_unavailable"}"#.to_owned());

@@ -29,7 +29,8 @@ pub fn test_ca() -> TestCa {
     std::fs::write(ca_file.path(), ca_cert.pem()).unwrap();
     let chain = vec![CertificateDer::from(leaf.der().to_vec())];
     let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(leaf_key.serialize_der()));
-    let mut config = rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
+    let mut config =
+        rustls::ServerConfig::builder().with_no_client_auth().with_single_cert(chain, key).unwrap();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     TestCa { ca_file, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) }
 }
