@@ -6,12 +6,11 @@
 
 mod support;
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use base64::Engine;
+use support::binary::RunningBinary;
 use support::fake_index::FakeIndex;
-use support::python::free_port;
 use support::{get, wheel};
 
 const CANARY: &str = "canary-secret-9d2c";
@@ -31,7 +30,7 @@ fn write_config(text: &str) -> tempfile::NamedTempFile {
 #[test]
 fn check_config_prints_the_effective_config_with_secrets_redacted() {
     let file = write_config(&format!(
-        "[[upstream]]\nname = \"corp\"\nurl = \"https://feed.test/simple\"\nauth = {{ basic = {{ username = \"ci\", password = \"{CANARY}\" }} }}\n"
+        "[[upstream]]\nname = \"corp\"\nurl = \"https://feed.test/simple\"\nauth = {{ basic = {{ username = \"ci\", password = \"{CANARY}\" }} }}\n\n[[upstream]]\nname = \"sp\"\nurl = \"https://feed2.test/simple/\"\nauth = {{ azure = {{ identity = \"service-principal\", tenant_id = \"t\", client_id = \"c\", client_secret = \"{CANARY}\" }} }}\n"
     ));
     let output = pipgate()
         .args(["check-config"])
@@ -44,6 +43,8 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     assert!(stdout.contains("listen = \"0.0.0.0:9999\""), "overlays show: {stdout}");
     assert!(stdout.contains("url = \"https://feed.test/simple/\""), "{stdout}");
     assert!(stdout.contains("password = \"<redacted>\""), "{stdout}");
+    assert!(stdout.contains("client_secret = \"<redacted>\""), "{stdout}");
+    assert!(stdout.contains("scope = \"499b84ac-1321-427f-aa17-267ca6975798/.default\""), "defaults shown: {stdout}");
     assert!(!stdout.contains(CANARY), "{stdout}");
 }
 
@@ -67,36 +68,15 @@ async fn serve_never_logs_the_upstream_secret() {
     private.require_basic("ci", CANARY);
     private.add("acme-core", wheel::build("acme-core", "1.0", "private"));
     private.add("acme-tools", wheel::build("acme-tools", "1.0", "private"));
-    let cache_dir = tempfile::tempdir().unwrap();
     let secret_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(secret_file.path(), format!("{CANARY}\n")).unwrap();
-    let file = write_config(&format!(
+    let config = format!(
         "[[upstream]]\nname = \"corp\"\nurl = \"{}\"\nauth = {{ basic = {{ username = \"ci\", password_file = \"{}\" }} }}\n",
         private.url(),
         secret_file.path().display()
-    ));
-    let port = free_port();
-    let child = tokio::process::Command::from(pipgate())
-        .args(["serve", "--config"])
-        .arg(file.path())
-        .env("PIPGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("PIPGATE_LOG", "trace")
-        .env("PIPGATE_CACHE__DIR", cache_dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..100 {
-        if get(&format!("{base}/healthz"), &[]).await.is_ok() {
-            ready = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(ready, "pipgate serve did not come up");
+    );
+    let pipgate = RunningBinary::start(&config, &[]).await;
+    let base = pipgate.base.clone();
     let page = get(&format!("{base}/simple/acme-core/"), &[]).await.unwrap();
     assert_eq!(page.status, 200, "{}", page.text());
     let wheel = wheel::build("acme-core", "1.0", "private");
@@ -107,14 +87,8 @@ async fn serve_never_logs_the_upstream_secret() {
     let failed = get(&format!("{base}/simple/acme-tools/"), &[]).await.unwrap();
     assert_eq!(failed.status, 502);
 
-    // SIGTERM: a graceful exit.
-    let pid = child.id().unwrap();
-    Command::new("kill").arg(pid.to_string()).status().unwrap();
-    let output =
-        tokio::time::timeout(Duration::from_secs(10), child.wait_with_output()).await.unwrap().unwrap();
-    assert!(output.status.success(), "exit after SIGTERM: {:?}", output.status);
-    let logs =
-        format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+    // SIGTERM: a graceful exit (checked by stop), then the whole output.
+    let logs = pipgate.stop().await;
     assert!(logs.contains("TRACE") || logs.contains("DEBUG"), "the most verbose level was on");
     assert!(logs.contains("rejected the credential"), "the failure is logged: {logs}");
     let encoded = base64::engine::general_purpose::STANDARD.encode(format!("ci:{CANARY}"));

@@ -30,6 +30,8 @@ pub enum PageMode {
     Garbage,
     /// Waits this long before answering.
     Hang(Duration),
+    /// 429 with `Retry-After` in seconds.
+    Throttle(u64),
 }
 
 /// How the index answers file requests.
@@ -257,6 +259,11 @@ async fn answer(
         }
         PageMode::Garbage => {
             return Ok(full(200, "application/vnd.pypi.simple.v1+json", "{not json"));
+        }
+        PageMode::Throttle(seconds) => {
+            let mut response = full(429, "text/plain", "slow down");
+            response.headers_mut().insert("retry-after", seconds.into());
+            return Ok(response);
         }
         PageMode::Hang(delay) => tokio::time::sleep(delay).await,
         PageMode::Json | PageMode::Html => {}
