@@ -163,11 +163,14 @@ async fn least_recently_used_files_are_evicted_under_the_size_cap() {
     let extra = "[cache]\nmax_size = \"900KiB\"\n";
     let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], extra), Default::default()).await;
     let fetch = |i: usize| get_owned(file_url(&pipgate, &files[i].filename));
-    fetch(0).await.unwrap();
-    fetch(1).await.unwrap();
-    fetch(0).await.unwrap(); // 0 is now more recent than 1
-    fetch(2).await.unwrap(); // over the cap: 1 goes
     let stored = |i: usize| pipgate.cache_dir.join("files").join(&sha(&files[i])[..2]).join(sha(&files[i]));
+    // Each download is committed (fsync, rename) just after its client's last byte: wait for
+    // it, so the next request of the same file is a cache hit that counts as a use.
+    for i in [0, 1, 0, 2] {
+        fetch(i).await.unwrap();
+        wait_until(|| stored(i).exists()).await;
+    }
+    // 0 was used after 1, so going over the cap with 2 evicts 1.
     wait_until(|| !stored(1).exists()).await;
     assert!(stored(0).exists() && stored(2).exists());
     let before = index.count("/files/");

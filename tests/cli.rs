@@ -44,7 +44,10 @@ fn check_config_prints_the_effective_config_with_secrets_redacted() {
     assert!(stdout.contains("url = \"https://feed.test/simple/\""), "{stdout}");
     assert!(stdout.contains("password = \"<redacted>\""), "{stdout}");
     assert!(stdout.contains("client_secret = \"<redacted>\""), "{stdout}");
-    assert!(stdout.contains("scope = \"499b84ac-1321-427f-aa17-267ca6975798/.default\""), "defaults shown: {stdout}");
+    assert!(
+        stdout.contains("scope = \"499b84ac-1321-427f-aa17-267ca6975798/.default\""),
+        "defaults shown: {stdout}"
+    );
     assert!(!stdout.contains(CANARY), "{stdout}");
 }
 

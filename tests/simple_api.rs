@@ -79,7 +79,7 @@ async fn html_and_json_carry_the_same_files_whatever_the_upstream_speaks() {
         let url = format!("{}acme-core/", pipgate.index_url());
         let json = get(&url, &[("accept", PIP_ACCEPT)]).await.unwrap();
         assert_eq!(json.header("content-type"), "application/vnd.pypi.simple.v1+json");
-        assert_eq!(json.header("vary"), "Accept");
+        assert_eq!(json.header("vary"), "Accept, Accept-Encoding");
         let json = json.json();
         assert_eq!(json["meta"]["api-version"], "1.4");
         assert_eq!(json["versions"], serde_json::json!(["0.9", "1.0"]), "{mode:?}");
