@@ -85,6 +85,19 @@ impl ServeError {
     }
 }
 
+/// An error and its causes, joined with `: `. Many library errors (hyper's "client error",
+/// azure_core's) hide the cause in their `Display`; logs and answers need it.
+pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

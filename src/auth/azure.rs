@@ -139,7 +139,7 @@ impl AzureTokenSource {
             }))
             .map(|c| c as Arc<dyn TokenCredential>),
         };
-        built.map_err(|e| error_chain(&e))
+        built.map_err(|e| crate::error::display_chain(&e))
     }
 }
 
@@ -150,23 +150,11 @@ impl TokenSource for AzureTokenSource {
             let token = credential
                 .get_token(&[self.config.scope.as_str()], None)
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| crate::error::display_chain(&e))?;
             Ok(FreshToken {
                 value: crate::secret::Secret::new(token.token.secret()),
                 expires_at: std::time::SystemTime::from(token.expires_on),
             })
         })
     }
-}
-
-/// The error and its causes: azure_core's top-level message hides the cause.
-fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }

@@ -170,7 +170,7 @@ fn default_timeout() -> Duration {
 pub enum AuthConfig {
     Basic(BasicAuthConfig),
     Bearer(BearerAuthConfig),
-    Azure(AzureAuthConfig),
+    Azure(#[serde(deserialize_with = "azure_auth")] AzureAuthConfig),
 }
 
 /// The Entra scope of Azure DevOps, which Artifacts feeds accept.
@@ -203,7 +203,7 @@ pub enum TokenPresentation {
 
 /// `auth = { azure = "workload-identity" }`, or a table with `identity` and options.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(from = "AzureAuthInput")]
+#[serde(deny_unknown_fields)]
 pub struct AzureAuthConfig {
     pub identity: AzureIdentity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -219,82 +219,55 @@ pub struct AzureAuthConfig {
     /// PEM file with the service principal's certificate and its RSA private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_file: Option<PathBuf>,
+    #[serde(default = "default_scope")]
     pub scope: String,
+    #[serde(default)]
     pub present_as: TokenPresentation,
+    #[serde(default = "default_username")]
     pub username: String,
 }
 
 impl AzureAuthConfig {
+    /// The defaults for `identity`, as the short form `azure = "…"` means.
+    fn for_identity(identity: AzureIdentity) -> Self {
+        AzureAuthConfig {
+            identity,
+            client_id: None,
+            tenant_id: None,
+            client_secret: None,
+            client_secret_env: None,
+            client_secret_file: None,
+            certificate_file: None,
+            scope: default_scope(),
+            present_as: TokenPresentation::default(),
+            username: default_username(),
+        }
+    }
+
     pub fn client_secret_source(&self) -> Option<SecretSource> {
         one_source(&self.client_secret, &self.client_secret_env, &self.client_secret_file)
     }
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum AzureAuthInput {
-    Identity(AzureIdentity),
-    Table(AzureAuthTable),
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct AzureAuthTable {
-    identity: AzureIdentity,
-    #[serde(default)]
-    client_id: Option<String>,
-    #[serde(default)]
-    tenant_id: Option<String>,
-    #[serde(default)]
-    client_secret: Option<Secret>,
-    #[serde(default)]
-    client_secret_env: Option<String>,
-    #[serde(default)]
-    client_secret_file: Option<PathBuf>,
-    #[serde(default)]
-    certificate_file: Option<PathBuf>,
-    #[serde(default = "default_scope")]
-    scope: String,
-    #[serde(default)]
-    present_as: TokenPresentation,
-    #[serde(default = "default_username")]
-    username: String,
+/// Reads `azure = "kind"` or `azure = { identity = "kind", … }`.
+fn azure_auth<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AzureAuthConfig, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(
+        untagged,
+        expecting = "an identity kind (\"managed-identity\", \"workload-identity\", \"service-principal\", \"azure-cli\") or a table with `identity` and its options"
+    )]
+    enum Input {
+        Identity(AzureIdentity),
+        Table(AzureAuthConfig),
+    }
+    Ok(match Input::deserialize(deserializer)? {
+        Input::Identity(identity) => AzureAuthConfig::for_identity(identity),
+        Input::Table(table) => table,
+    })
 }
 
 fn default_scope() -> String {
     AZURE_DEVOPS_SCOPE.to_owned()
-}
-
-impl From<AzureAuthInput> for AzureAuthConfig {
-    fn from(input: AzureAuthInput) -> Self {
-        let table = match input {
-            AzureAuthInput::Identity(identity) => AzureAuthTable {
-                identity,
-                client_id: None,
-                tenant_id: None,
-                client_secret: None,
-                client_secret_env: None,
-                client_secret_file: None,
-                certificate_file: None,
-                scope: default_scope(),
-                present_as: TokenPresentation::Basic,
-                username: default_username(),
-            },
-            AzureAuthInput::Table(table) => table,
-        };
-        AzureAuthConfig {
-            identity: table.identity,
-            client_id: table.client_id,
-            tenant_id: table.tenant_id,
-            client_secret: table.client_secret,
-            client_secret_env: table.client_secret_env,
-            client_secret_file: table.client_secret_file,
-            certificate_file: table.certificate_file,
-            scope: table.scope,
-            present_as: table.present_as,
-            username: table.username,
-        }
-    }
 }
 
 /// HTTP Basic: a username and a password from exactly one of `password`, `password_env`,

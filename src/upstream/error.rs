@@ -46,13 +46,6 @@ impl UpstreamError {
     /// Builds a connect error from a client error, keeping the cause chain (hyper's top-level
     /// message is just "client error") and nothing that could hold a URL.
     pub fn from_client(error: &(dyn std::error::Error + 'static)) -> Self {
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
-        UpstreamError::Connect(message)
+        UpstreamError::Connect(crate::error::display_chain(error))
     }
 }

@@ -183,3 +183,51 @@ fn secret_files_lose_one_trailing_newline() {
     let f = file("token-value\n");
     assert_eq!(read_secret_file(f.path()).unwrap(), "token-value");
 }
+
+#[test]
+fn azure_auth_takes_a_short_form_or_a_table() {
+    use crate::config::{AzureIdentity, TokenPresentation};
+    let text = r#"
+[[upstream]]
+name = "corp"
+url = "https://feed.test/simple/"
+auth = { azure = "workload-identity" }
+
+[[upstream]]
+name = "other"
+url = "https://feed2.test/simple/"
+auth = { azure = { identity = "managed-identity", client_id = "abc", present_as = "bearer" } }
+"#;
+    let config = load_text(text, &MapEnv::default()).0.unwrap();
+    let AuthConfig::Azure(short) = config.upstreams[0].auth.as_ref().unwrap() else { panic!() };
+    assert_eq!(short.identity, AzureIdentity::WorkloadIdentity);
+    assert_eq!(short.scope, "499b84ac-1321-427f-aa17-267ca6975798/.default");
+    assert_eq!(short.present_as, TokenPresentation::Basic);
+    let AuthConfig::Azure(table) = config.upstreams[1].auth.as_ref().unwrap() else { panic!() };
+    assert_eq!((table.identity, table.client_id.as_deref()), (AzureIdentity::ManagedIdentity, Some("abc")));
+    assert_eq!(table.present_as, TokenPresentation::Bearer);
+
+    for (auth, key, expected) in [
+        (r#"{ azure = "magic" }"#, "upstream[0].auth.azure", "an identity kind"),
+        (
+            r#"{ azure = { identity = "service-principal", client_id = "c" } }"#,
+            "upstream[0].auth.azure.tenant_id",
+            "required",
+        ),
+        (
+            r#"{ azure = { identity = "service-principal", client_id = "c", tenant_id = "t" } }"#,
+            "upstream[0].auth.azure",
+            "exactly one of",
+        ),
+        (
+            r#"{ azure = { identity = "managed-identity", client_secret = "x" } }"#,
+            "upstream[0].auth.azure",
+            "only goes with",
+        ),
+    ] {
+        let text = format!("[[upstream]]\nname = \"corp\"\nurl = \"https://feed.test/\"\nauth = {auth}\n");
+        let error = load_text(&text, &MapEnv::default()).0.unwrap_err();
+        assert_eq!(error.key.as_deref(), Some(key), "{error}");
+        assert!(error.to_string().contains(expected), "{error}");
+    }
+}
