@@ -7,7 +7,9 @@
 //! - an identity endpoint outage after warm-up is ridden out on the current token;
 //! - `/readyz` waits for the first token, `/healthz` does not;
 //! - a 203 sign-in page is a 502 and never falls through to the public upstream;
-//! - at the `trace` log level, no token and no identity secret appear in pipgate's output.
+//! - a download redirected to blob storage is fetched without the token;
+//! - at the `trace` log level, no token and no identity secret appear in pipgate's output;
+//! - the Azure CLI identity runs `az account get-access-token` (a stand-in `az` on PATH).
 
 mod support;
 
@@ -184,4 +186,58 @@ async fn a_sign_in_page_fails_closed_without_falling_through() {
     assert!(answer.text().contains("upstream \"corp\""), "{}", answer.text());
     assert_eq!(s.public.count("/simple/acme-p0/"), 0, "the attacker's public page was never asked for");
     s.pipgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_never_reaches_the_blob_host() {
+    let s = setup(Duration::from_secs(3600), false).await;
+    s.pipgate.wait_ready().await;
+    let blob = FakeIndex::start().await;
+    let wheel = wheel::build("acme-p5", "1.0", "private");
+    blob.add("acme-p5", wheel.clone());
+    s.feed.set_file_mode(support::fake_index::FileMode::RedirectTo(format!("http://{}/files/", blob.addr)));
+    let answer = get(&format!("{}/files/acme-p5/{}", s.pipgate.base, wheel.filename), &[]).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    assert_eq!(answer.body.as_ref(), wheel.bytes.as_slice());
+    let to_blob = blob.seen();
+    assert_eq!(to_blob.len(), 1);
+    assert!(to_blob[0].headers.get("authorization").is_none(), "the Entra token reached the blob host");
+    let to_feed = s.feed.seen().into_iter().find(|r| r.path.starts_with("/files/")).unwrap();
+    assert!(to_feed.headers.get("authorization").is_some(), "the feed itself got the token");
+    s.pipgate.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_azure_cli_identity_uses_az_account_get_access_token() {
+    // A stand-in `az` first on PATH, printing what `az account get-access-token` prints.
+    let bin = tempfile::tempdir().unwrap();
+    let expires =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3600;
+    let script = format!(
+        "#!/bin/sh\necho \"$@\" >> {calls}\necho '{{\"accessToken\": \"canary-cli-token\", \"expires_on\": {expires}, \"tokenType\": \"Bearer\"}}'\n",
+        calls = bin.path().join("calls").display()
+    );
+    let az = bin.path().join("az");
+    std::fs::write(&az, script).unwrap();
+    std::fs::set_permissions(&az, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let book = TokenBook::default();
+    book.issue("canary-cli-token", Duration::from_secs(3600));
+    let feed = FakeIndex::start().await;
+    feed.require_tokens(book);
+    feed.add("acme-core", wheel::build("acme-core", "1.0", "private"));
+    let config = format!(
+        "[[upstream]]\nname = \"corp\"\nurl = \"{}\"\nauth = {{ azure = \"azure-cli\" }}\n",
+        feed.url()
+    );
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+    let pipgate = RunningBinary::start(&config, &[("PATH", path)]).await;
+    pipgate.wait_ready().await;
+    let answer = get(&format!("{}/simple/acme-core/", pipgate.base), &[]).await.unwrap();
+    assert_eq!(answer.status, 200, "{}", answer.text());
+    let calls = std::fs::read_to_string(bin.path().join("calls")).unwrap();
+    assert!(calls.contains("account get-access-token"), "{calls}");
+    assert!(calls.contains("499b84ac-1321-427f-aa17-267ca6975798"), "the Azure DevOps resource: {calls}");
+    let logs = pipgate.stop().await;
+    assert!(!logs.contains("canary-cli-token"), "the CLI token was logged");
 }
