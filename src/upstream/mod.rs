@@ -94,10 +94,6 @@ impl Upstream {
         &self.name
     }
 
-    pub fn has_credential(&self) -> bool {
-        self.credential.is_some()
-    }
-
     /// Ready when its credential (if any) can authenticate: an Azure token has arrived.
     pub fn is_ready(&self) -> bool {
         self.credential.as_ref().is_none_or(|c| c.is_ready())

@@ -138,17 +138,6 @@ impl FileStore {
         }
     }
 
-    /// Whether a verified copy of `sha256` is stored.
-    pub fn contains(&self, sha256: &str) -> bool {
-        self.index.contains_key(sha256)
-    }
-
-    /// Bytes of committed files, for tests and logs.
-    pub fn stored_bytes(&self) -> u64 {
-        self.index.run_pending_tasks();
-        self.index.iter().map(|(_, size)| size).sum()
-    }
-
     fn path(&self, sha256: &str) -> PathBuf {
         path_in(&self.files, sha256)
     }

@@ -173,6 +173,17 @@ mod tests {
     }
 
     #[test]
+    fn files_with_path_like_names_are_dropped() {
+        let body = br#"{"meta":{"api-version":"1.1"},"name":"x","files":[
+            {"filename":"../../etc/passwd","url":"https://x.test/a","hashes":{}},
+            {"filename":"a\u0000b.whl","url":"https://x.test/b","hashes":{}},
+            {"filename":"x-1.0.tar.gz","url":"https://x.test/x-1.0.tar.gz","hashes":{}}]}"#;
+        let page = parse_project_json(body, &base(), "x").unwrap();
+        let names: Vec<&str> = page.files.iter().map(|f| f.filename.as_str()).collect();
+        assert_eq!(names, ["x-1.0.tar.gz"]);
+    }
+
+    #[test]
     fn root_round_trip() {
         let list =
             parse_root_json(br#"{"meta":{"api-version":"1.0"},"projects":[{"name":"a"},{"name":"B_c"}]}"#)

@@ -186,6 +186,13 @@ impl ProjectPage {
     /// Fills `versions` from file names when the upstream did not send any (PEP 700 requires
     /// the key from API 1.1 on, and pipgate answers 1.4).
     fn finish_parse(&mut self, project: &str) {
+        self.files.retain(|file| {
+            let safe = is_safe_filename(&file.filename);
+            if !safe {
+                tracing::warn!(project, filename = ?file.filename, "dropping a file whose name is not a plain file name");
+            }
+            safe
+        });
         for file in &mut self.files {
             file.unify_metadata_spellings();
         }
@@ -232,7 +239,8 @@ fn filename_from_url(url: &str) -> Option<String> {
     (!decoded.is_empty()).then(|| decoded.into_owned())
 }
 
-/// Whether a file name is safe to serve under `/files/{project}/{filename}`.
+/// Whether a file name is a plain file name: not empty, no path separators, no control
+/// characters. Anything else on an upstream page is dropped rather than served.
 pub fn is_safe_filename(filename: &str) -> bool {
     !filename.is_empty()
         && filename != "."
