@@ -9,24 +9,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need hyperfine || ! need curl; then
-  echo "install.sh: installing nginx-light, hyperfine and curl from Debian"
-  apt-get update -qq && apt-get install -y -qq nginx-light hyperfine curl >/dev/null
-fi
+source benches/common.sh
+install_debian nginx hyperfine curl
 bash scripts/e2e-setup.sh
-echo "install.sh: building pipgate (release)"
-cargo build --release --quiet --bin pipgate
-
-work=$(mktemp -d /tmp/pipgate-install.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+build_pipgate
+make_work install
 STATIC=$(port); PIPGATE=$(port)
 
 # The static tree: /simple/{project}/index.html linking /files/{wheel}#sha256=…
@@ -49,40 +36,12 @@ for project, files in projects.items():
         f.write(f"<!DOCTYPE html><html><body>\n{links}</body></html>\n")
 print(" ".join(projects), file=open(f"{root}/projects", "w"))
 PY
-chmod 755 "$work"; chmod -R a+rX "$work/root"
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 1024; }
-http {
-  access_log off;
-  sendfile on;
+chmod -R a+rX "$work/root"
+start_nginx "
   types { text/html html; }
   default_type application/octet-stream;
-  server { listen 127.0.0.1:$STATIC; root $work/root; index index.html; }
-}
-CONF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-cat > "$work/pipgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$PIPGATE"
-[cache]
-dir = "$work/pipgate-cache"
-[[upstream]]
-name = "static"
-url = "http://127.0.0.1:$STATIC/simple/"
-CONF
-PIPGATE_LOG=warn target/release/pipgate serve --config "$work/pipgate.toml" &
-pids+=($!)
-for _ in $(seq 100); do
-  if curl -sf "http://127.0.0.1:$PIPGATE/healthz" >/dev/null 2>&1 && curl -sf "http://127.0.0.1:$STATIC/files/" -o /dev/null 2>&1 || curl -s "http://127.0.0.1:$STATIC/" -o /dev/null 2>&1; then
-    break
-  fi
-  sleep 0.1
-done
+  server { listen 127.0.0.1:$STATIC; root $work/root; index index.html; }"
+start_pipgate "$PIPGATE" "http://127.0.0.1:$STATIC/simple/"
 
 projects=$(cat "$work/root/projects")
 uv=".e2e/venv/bin/uv"

@@ -14,42 +14,17 @@ DURATION=${DURATION:-5s}
 CONNECTIONS=${CONNECTIONS:-64}
 HUGE_MIB=${HUGE_MIB:-100}
 
-need() { command -v "$1" >/dev/null 2>&1; }
-if ! need nginx || ! need wrk || ! need curl; then
-  echo "load.sh: installing nginx-light, wrk and curl from Debian"
-  apt-get update -qq && apt-get install -y -qq nginx-light wrk curl >/dev/null
-fi
-echo "load.sh: building pipgate (release)"
-cargo build --release --quiet --bin pipgate
-
-work=$(mktemp -d /tmp/pipgate-load.XXXXXX)
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+source benches/common.sh
+install_debian nginx wrk curl
+build_pipgate
+make_work load
 STATIC=$(port); PROXY=$(port); PIPGATE=$(port)
 
 python3 benches/load/make_fixtures.py "$work/root" "$HUGE_MIB"
-mkdir -p "$work/nginx/logs" "$work/nginx/proxy-cache" "$work/root/direct"
-# nginx workers drop to an unprivileged user: let them read the tree and write their cache.
-chmod 755 "$work"
+mkdir -p "$work/nginx/proxy-cache" "$work/root/direct"
 chmod -R a+rX "$work/root"
 chmod 777 "$work/nginx/proxy-cache"
-cat > "$work/nginx/nginx.conf" <<CONF
-worker_processes 2;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/logs/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  sendfile on;
-  tcp_nopush on;
-  keepalive_requests 1000000;
+start_nginx "
   types { }
   default_type application/octet-stream;
   proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
@@ -69,30 +44,12 @@ http {
       proxy_cache pages;
       proxy_cache_valid 200 1h;
       proxy_http_version 1.1;
-      proxy_set_header Connection "";
+      proxy_set_header Connection \"\";
     }
-  }
-}
-CONF
-nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
-pids+=($!)
-
-cat > "$work/pipgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$PIPGATE"
-[cache]
-dir = "$work/pipgate-cache"
-index_ttl = "1h"
-[[upstream]]
-name = "static"
-url = "http://127.0.0.1:$STATIC/simple/"
-CONF
-PIPGATE_LOG=warn target/release/pipgate serve --config "$work/pipgate.toml" &
-PIPGATE_PID=$!
-pids+=("$PIPGATE_PID")
-
+  }"
+start_pipgate "$PIPGATE" "http://127.0.0.1:$STATIC/simple/"
 for _ in $(seq 100); do
-  curl -sf "http://127.0.0.1:$PIPGATE/healthz" >/dev/null 2>&1 && curl -sf "http://127.0.0.1:$STATIC/simple/small/" >/dev/null 2>&1 && break
+  curl -sf "http://127.0.0.1:$STATIC/simple/small/" >/dev/null 2>&1 && break
   sleep 0.1
 done
 

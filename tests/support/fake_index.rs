@@ -353,12 +353,7 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
                 tokio::time::sleep(pause).await;
                 Some((Ok::<_, std::io::Error>(Frame::data(piece)), rest))
             });
-            Response::builder()
-                .status(200)
-                .header("content-type", "application/octet-stream")
-                .header("content-length", file.bytes.len())
-                .body(BodyExt::boxed(StreamBody::new(stream)))
-                .unwrap()
+            streamed(file.bytes.len(), stream)
         }
         FileMode::RedirectTo(base) => {
             let mut response = full(302, "text/plain", "");
@@ -376,15 +371,22 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
         FileMode::ShortBody | FileMode::ResetMidBody => {
             let half = file.bytes.slice(..file.bytes.len() / 2);
             let reset = *mode == FileMode::ResetMidBody;
-            let stream = futures_stream(half, reset);
-            Response::builder()
-                .status(200)
-                .header("content-type", "application/octet-stream")
-                .header("content-length", file.bytes.len())
-                .body(BodyExt::boxed(StreamBody::new(stream)))
-                .unwrap()
+            streamed(file.bytes.len(), futures_stream(half, reset))
         }
     }
+}
+
+/// A 200 that promises `length` bytes and sends what `stream` yields.
+fn streamed(
+    length: usize,
+    stream: impl futures_util::Stream<Item = Result<Frame<Bytes>, std::io::Error>> + Send + Sync + 'static,
+) -> Response<Body> {
+    Response::builder()
+        .status(200)
+        .header("content-type", "application/octet-stream")
+        .header("content-length", length)
+        .body(BodyExt::boxed(StreamBody::new(stream)))
+        .unwrap()
 }
 
 /// Yields `first`, waits so that it leaves the server, then ends early (a short body) or

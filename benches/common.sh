@@ -1,0 +1,84 @@
+# Shared by the benchmark scripts (sourced, not run): tools, a work dir cleaned on exit,
+# free loopback ports, and starting nginx and pipgate in the background.
+
+need() { command -v "$1" >/dev/null 2>&1; }
+
+# install_debian TOOL… : installs the Debian packages that provide missing tools.
+install_debian() {
+  local missing=()
+  for tool in "$@"; do
+    need "$tool" || missing+=("$tool")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  local packages=()
+  for tool in "${missing[@]}"; do
+    case "$tool" in nginx) packages+=(nginx-light) ;; *) packages+=("$tool") ;; esac
+  done
+  echo "$(basename "$0"): installing ${packages[*]} from Debian"
+  apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null
+}
+
+build_pipgate() {
+  echo "$(basename "$0"): building pipgate (release)"
+  cargo build --release --quiet --bin pipgate
+}
+
+# make_work NAME: sets $work to a fresh directory that, with every started process, is removed
+# on exit. nginx workers drop to an unprivileged user, so the directory is world-readable.
+pids=()
+make_work() {
+  work=$(mktemp -d "/tmp/pipgate-$1.XXXXXX")
+  chmod 755 "$work"
+  trap cleanup EXIT
+}
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# start_nginx CONF_BODY: runs nginx in the foreground (as a child) with the given http {…} body.
+start_nginx() {
+  mkdir -p "$work/nginx/logs"
+  cat > "$work/nginx/nginx.conf" <<CONF
+worker_processes 2;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/logs/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  keepalive_requests 1000000;
+$1
+}
+CONF
+  nginx -p "$work/nginx" -c "$work/nginx/nginx.conf" -g 'daemon off;' &
+  pids+=($!)
+}
+
+# start_pipgate PORT UPSTREAM_URL: pipgate in front of one upstream, logging warnings only (a
+# log line per request would measure the logger). Sets $PIPGATE_PID; waits for /healthz.
+start_pipgate() {
+  cat > "$work/pipgate.toml" <<CONF
+[server]
+listen = "127.0.0.1:$1"
+[cache]
+dir = "$work/pipgate-cache"
+index_ttl = "1h"
+[[upstream]]
+name = "static"
+url = "$2"
+CONF
+  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/pipgate.toml" &
+  PIPGATE_PID=$!
+  pids+=("$PIPGATE_PID")
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.1
+  done
+  echo "$(basename "$0"): pipgate did not start" >&2
+  return 1
+}
