@@ -19,6 +19,7 @@ use crate::cache::page_disk::PageDisk;
 use crate::cache::{Freshness, PageCache};
 use crate::config::{Config, Environment};
 use crate::handler::simple::RootCache;
+use crate::metrics::Metrics;
 use crate::resolve::{Resolver, Route};
 use crate::server::Server;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
@@ -26,6 +27,7 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
 /// Everything a request handler needs, shared by all connections.
 #[derive(Debug)]
 pub struct App {
+    pub metrics: Arc<Metrics>,
     pub pages: Arc<PageCache>,
     pub files: Arc<FileStore>,
     pub root: RootCache,
@@ -51,13 +53,14 @@ pub type AppService = BoxCloneSyncService<Request<hyper::body::Incoming>, Respon
 
 impl App {
     pub fn from_config(config: &Config, env: &dyn Environment) -> Result<App, BuildError> {
+        let metrics = Arc::new(Metrics::register(prometheus::Registry::new()));
         let mut upstreams = Vec::with_capacity(config.upstreams.len());
         for upstream in &config.upstreams {
             let credential = match &upstream.auth {
                 Some(auth) => {
-                    Some(crate::auth::from_config(&upstream.name, auth, env).map_err(|source| {
-                        BuildError::Credential { upstream: upstream.name.clone(), source }
-                    })?)
+                    Some(crate::auth::from_config(&upstream.name, auth, env, metrics.clone()).map_err(
+                        |source| BuildError::Credential { upstream: upstream.name.clone(), source },
+                    )?)
                 }
                 None => None,
             };
@@ -68,6 +71,7 @@ impl App {
                 connect_timeout: upstream.connect_timeout,
                 timeout: upstream.timeout,
                 max_page_bytes: config.server.max_page_bytes,
+                metrics: metrics.clone(),
             })
             .map_err(|source| BuildError::Client { upstream: upstream.name.clone(), source })?;
             upstreams.push(Arc::new(built));
@@ -96,8 +100,15 @@ impl App {
             revalidate_interval: cache.revalidate_interval,
             negative_ttl: cache.negative_ttl,
         };
-        let pages = Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness));
-        Ok(App { pages, files, root: RootCache::new(cache.index_ttl), client_max_age: cache.client_max_age })
+        let pages =
+            Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness, metrics.clone()));
+        Ok(App {
+            metrics,
+            pages,
+            files,
+            root: RootCache::new(cache.index_ttl),
+            client_max_age: cache.client_max_age,
+        })
     }
 
     /// The request stack, outermost first.

@@ -13,6 +13,8 @@
 //! - [`resolve`]: the owner rule over the ordered upstreams and routes;
 //! - [`upstream`]: HTTP to one upstream, with its [`auth`] credential and the redirect rules;
 //! - [`pypi`]: the pure domain: names, media types, the page model, URL rewriting;
+//! - [`cache`]: index pages and files, kept and verified;
+//! - [`metrics`]: the Prometheus registry the other parts record into;
 //! - [`error`]: the single mapping from errors to HTTP answers.
 
 pub mod app;
@@ -22,6 +24,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod handler;
+pub mod metrics;
 pub mod pypi;
 pub mod resolve;
 pub mod secret;

@@ -139,6 +139,16 @@ async fn concurrent_requests_and_a_feed_401_each_cost_one_token_fetch() {
     assert!(burst(100..120).await.iter().all(|s| *s == 200), "the clients never see the 401");
     assert!(s.feed.rejected_count() >= 1, "the feed did refuse the old token");
     assert_eq!(s.identity.issued(), 2, "one forced refresh for every request that hit the 401");
+    let metrics = get(&format!("{}/metrics", s.pipgate.base), &[]).await.unwrap().text();
+    assert!(metrics.contains(r#"pipgate_token_refreshes_total{result="ok",upstream="corp"} 2"#), "{metrics}");
+    let expiry = metrics
+        .lines()
+        .find(|l| l.starts_with(r#"pipgate_token_expiry_seconds{upstream="corp"}"#))
+        .and_then(|l| l.rsplit(' ').next())
+        .map(|v| v.parse::<f64>().unwrap())
+        .unwrap();
+    assert!(expiry > 3000.0 && expiry <= 3600.0, "{expiry}");
+    assert!(!metrics.contains("canary"), "no token in metrics");
     s.pipgate.stop().await;
 }
 

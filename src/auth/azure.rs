@@ -37,7 +37,12 @@ pub struct AzureCredential {
 
 impl AzureCredential {
     /// Starts fetching tokens for `upstream` right away (readiness waits for the first).
-    pub fn start(upstream: &str, config: &AzureAuthConfig, env: &dyn Environment) -> Result<Self, AuthError> {
+    pub fn start(
+        upstream: &str,
+        config: &AzureAuthConfig,
+        env: &dyn Environment,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Result<Self, AuthError> {
         let client_secret = match config.client_secret_source() {
             Some(source) => Some(SecretValue::new(source, env)?),
             None => None,
@@ -48,7 +53,7 @@ impl AzureCredential {
             .unwrap_or_else(|| "https://login.microsoftonline.com".to_owned());
         let source = Arc::new(AzureTokenSource { config: config.clone(), client_secret, authority_host });
         Ok(AzureCredential {
-            token: RefreshingToken::spawn(upstream.to_owned(), source),
+            token: RefreshingToken::spawn(upstream.to_owned(), source, metrics),
             present_as: config.present_as,
             username: config.username.clone(),
         })

@@ -65,9 +65,10 @@ pub fn from_config(
     upstream: &str,
     auth: &AuthConfig,
     env: &dyn Environment,
+    metrics: Arc<crate::metrics::Metrics>,
 ) -> Result<Arc<dyn Credential>, AuthError> {
     Ok(match auth {
-        AuthConfig::Azure(azure) => Arc::new(AzureCredential::start(upstream, azure, env)?),
+        AuthConfig::Azure(azure) => Arc::new(AzureCredential::start(upstream, azure, env, metrics)?),
         AuthConfig::Basic(basic) => {
             let source = basic.password_source().expect("checked when the config loaded");
             Arc::new(BasicCredential::new(basic.username.clone(), SecretValue::new(source, env)?))

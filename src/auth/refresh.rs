@@ -13,6 +13,7 @@ use std::time::{Duration, SystemTime};
 use tokio::sync::{Notify, watch};
 
 use super::{AuthError, BoxFuture};
+use crate::metrics::Metrics;
 use crate::secret::Secret;
 
 /// How long a request waits for a first (or replacement) token before failing.
@@ -55,10 +56,10 @@ struct Force {
 
 impl RefreshingToken {
     /// Starts the refresh task for `upstream` (a name for logs). Needs a Tokio runtime.
-    pub fn spawn(upstream: String, source: Arc<dyn TokenSource>) -> RefreshingToken {
+    pub fn spawn(upstream: String, source: Arc<dyn TokenSource>, metrics: Arc<Metrics>) -> RefreshingToken {
         let (sender, state) = watch::channel(None);
         let force = Arc::new(Force::default());
-        tokio::spawn(refresh_loop(upstream, source, sender, force.clone()));
+        tokio::spawn(refresh_loop(upstream, source, sender, force.clone(), metrics));
         RefreshingToken { state, force }
     }
 
@@ -98,6 +99,7 @@ async fn refresh_loop(
     source: Arc<dyn TokenSource>,
     sender: watch::Sender<Option<Arc<FreshToken>>>,
     force: Arc<Force>,
+    metrics: Arc<Metrics>,
 ) {
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -105,11 +107,14 @@ async fn refresh_loop(
             Ok(token) => {
                 let lifetime = token.expires_at.duration_since(SystemTime::now()).unwrap_or_default();
                 tracing::info!(%upstream, expires_in_s = lifetime.as_secs(), "upstream token acquired");
+                metrics.token_refreshes.with_label_values(&[&upstream, "ok"]).inc();
+                metrics.token_expires(&upstream, token.expires_at);
                 sender.send_replace(Some(Arc::new(token)));
                 backoff = Duration::from_secs(1);
                 (lifetime / 2).max(Duration::from_secs(1))
             }
             Err(error) => {
+                metrics.token_refreshes.with_label_values(&[&upstream, "error"]).inc();
                 let still_valid = sender.borrow().as_ref().is_some_and(|t| t.valid_at(SystemTime::now()));
                 tracing::warn!(%upstream, %error, retry_in_s = backoff.as_secs(), still_valid, "upstream token refresh failed");
                 let wait = backoff;
@@ -176,7 +181,7 @@ mod tests {
             lifetime: Duration::from_secs(3600),
             fail_after: 99,
         });
-        let token = RefreshingToken::spawn("corp".into(), source.clone());
+        let token = RefreshingToken::spawn("corp".into(), source.clone(), Arc::new(Metrics::unregistered()));
         assert_eq!(token.current().await.unwrap().value.expose(), "t1");
         let waiters: Vec<_> = (0..100)
             .map(|_| {
@@ -198,7 +203,7 @@ mod tests {
             lifetime: Duration::from_secs(3600),
             fail_after: 1,
         });
-        let token = RefreshingToken::spawn("corp".into(), source.clone());
+        let token = RefreshingToken::spawn("corp".into(), source.clone(), Arc::new(Metrics::unregistered()));
         assert_eq!(token.current().await.unwrap().value.expose(), "t1");
         assert!(!token.replace_rejected_quick().await);
         assert_eq!(token.current().await.unwrap().value.expose(), "t1", "the valid token stays in use");

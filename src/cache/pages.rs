@@ -24,6 +24,7 @@ use tokio::sync::watch;
 
 use super::entry::{CachedProject, Entry};
 use super::page_disk::PageDisk;
+use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
 use crate::resolve::{Resolution, ResolveError, Resolver};
 
@@ -53,6 +54,7 @@ pub struct PageCache {
     disk: Option<PageDisk>,
     freshness: Freshness,
     inflight: Mutex<HashMap<ProjectName, watch::Receiver<Option<Outcome>>>>,
+    metrics: Arc<Metrics>,
 }
 
 impl PageCache {
@@ -61,12 +63,13 @@ impl PageCache {
         memory_bytes: u64,
         disk: Option<PageDisk>,
         freshness: Freshness,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let memory = moka::sync::Cache::builder()
             .max_capacity(memory_bytes)
             .weigher(|_: &ProjectName, entry: &Entry| entry.weight())
             .build();
-        PageCache { resolver, memory, disk, freshness, inflight: Mutex::new(HashMap::new()) }
+        PageCache { resolver, memory, disk, freshness, inflight: Mutex::new(HashMap::new()), metrics }
     }
 
     pub fn resolver(&self) -> &Arc<Resolver> {
@@ -95,21 +98,32 @@ impl PageCache {
                     {
                         self.start_refresh(project, Some(cached.clone()));
                     }
+                    self.count("hit");
                     return Ok(Some(Served { project: cached, stale: false }));
                 }
                 if age < f.index_ttl + f.max_stale {
                     if cached.claim_refresh(now, f.revalidate_interval) {
                         self.start_refresh(project, Some(cached.clone()));
                     }
+                    self.count("stale");
                     return Ok(Some(Served { project: cached, stale: true }));
                 }
+                self.count("miss");
                 self.refresh(project, Some(cached)).await
             }
             Some(Entry::Missing { at }) if now.duration_since(at).unwrap_or_default() < f.negative_ttl => {
+                self.count("hit");
                 Ok(None)
             }
-            _ => self.refresh(project, None).await,
+            _ => {
+                self.count("miss");
+                self.refresh(project, None).await
+            }
         }
+    }
+
+    fn count(&self, result: &str) {
+        self.metrics.cache_lookups.with_label_values(&["index", result]).inc();
     }
 
     async fn load_from_disk(&self, project: &ProjectName) -> Option<Entry> {
@@ -183,6 +197,11 @@ impl PageCache {
         match resolution {
             Ok(Resolution::Found { owner, page, validators }) => {
                 if let Some(previous) = previous.as_ref().filter(|p| p.owner != owner) {
+                    let from = self.resolver.upstream(previous.owner).name();
+                    self.metrics
+                        .owner_changes
+                        .with_label_values(&[from, self.resolver.upstream(owner).name()])
+                        .inc();
                     tracing::warn!(
                         %project,
                         from = self.resolver.upstream(previous.owner).name(),
@@ -204,6 +223,7 @@ impl PageCache {
                 let Some(previous) = previous.filter(|p| p.owner == owner) else {
                     unreachable!("validators are only sent to the previous owner")
                 };
+                self.count("revalidated");
                 let cached = Arc::new(previous.confirmed(now));
                 self.store(project, &cached, false);
                 Ok(Some(Served { project: cached, stale: false }))
@@ -219,7 +239,10 @@ impl PageCache {
                         tracing::warn!(%project, error = %error, "serving the last good page while the upstream fails");
                         Ok(Some(Served { project: previous, stale: true }))
                     }
-                    None => Err(error),
+                    None => {
+                        self.metrics.fail_closed.with_label_values(&[&error.upstream]).inc();
+                        Err(error)
+                    }
                 }
             }
         }

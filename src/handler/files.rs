@@ -72,6 +72,8 @@ pub async fn file(
         .files
         .get_or_fill(&sha256, &upstream, &located.url, located.expected.clone())
         .map_err(|e| download_error(&upstream, &filename, FillError::Io(e.to_string().into())))?;
+    let result = if matches!(lookup, Lookup::Hit { .. }) { "hit" } else { "miss" };
+    app.metrics.cache_lookups.with_label_values(&["file", result]).inc();
     match lookup {
         Lookup::Hit { file, size } => {
             Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))

@@ -6,6 +6,7 @@
 //! | `/simple/{project}/`            | the owner's project page, HTML or JSON          |
 //! | `/files/{project}/{filename}`   | a file listed on the owner's page (I8)          |
 //! | `/healthz`, `/readyz`           | liveness and readiness                          |
+//! | `/metrics`                      | Prometheus metrics                              |
 //!
 //! Nothing else is served: no route fetches a URL that a client supplies.
 
@@ -27,7 +28,10 @@ pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Response<Respon
     let started = Instant::now();
     let method = request.method().clone();
     let path = request.uri().path().to_owned();
+    app.metrics.in_flight.inc();
     let response = route(app, &request).await.unwrap_or_else(ServeError::into_response);
+    app.metrics.in_flight.dec();
+    record(app, &path, &response, started);
     tracing::info!(
         method = %method,
         path = %path,
@@ -37,6 +41,34 @@ pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Response<Respon
         "request"
     );
     Ok(response)
+}
+
+/// A bounded route label for metrics: never the project or file name.
+fn route_label(path: &str) -> &'static str {
+    match path {
+        "/simple/" => "simple_root",
+        "/metrics" => "metrics",
+        "/healthz" | "/readyz" => "health",
+        _ if path.starts_with("/simple/") => "simple_project",
+        _ if path.starts_with("/files/") => "files",
+        _ => "other",
+    }
+}
+
+/// Counts an answer: by route and status, its latency to headers, and its length when known.
+fn record(app: &App, path: &str, response: &Response<ResponseBody>, started: Instant) {
+    let route = route_label(path);
+    let metrics = &app.metrics;
+    metrics.requests.with_label_values(&[route, response.status().as_str()]).inc();
+    metrics.request_seconds.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
+    let declared = response
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok());
+    if let Some(length) = declared.or_else(|| http_body::Body::size_hint(response.body()).exact()) {
+        metrics.bytes_served.with_label_values(&[route]).inc_by(length);
+    }
 }
 
 /// Names the upstream that owns what a response carries, for people debugging resolution.
@@ -52,6 +84,13 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
         // Liveness never depends on an upstream or on Azure.
         "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
         "/readyz" => return Ok(readiness(app)),
+        "/metrics" => {
+            return Ok(Response::builder()
+                .status(StatusCode::OK)
+                .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
+                .body(full(app.metrics.render()))
+                .expect("static headers are valid"));
+        }
         "/simple" => return Ok(redirect("simple/", query)),
         "/simple/" => return simple::root(app, request).await,
         _ => {}

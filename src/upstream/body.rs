@@ -57,10 +57,17 @@ pub struct VerifiedBody {
     idle: Duration,
     deadline: Pin<Box<Sleep>>,
     finished: bool,
+    metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl VerifiedBody {
-    pub fn new(inner: Incoming, upstream: Arc<str>, expected: Expected, idle: Duration) -> Self {
+    pub fn new(
+        inner: Incoming,
+        upstream: Arc<str>,
+        expected: Expected,
+        idle: Duration,
+        metrics: Arc<crate::metrics::Metrics>,
+    ) -> Self {
         VerifiedBody {
             inner,
             upstream,
@@ -71,11 +78,15 @@ impl VerifiedBody {
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             finished: false,
+            metrics,
         }
     }
 
     fn fail(&mut self, error: FileStreamError) -> Poll<Option<Result<Frame<Bytes>, FileStreamError>>> {
         tracing::warn!(upstream = %self.upstream, error = %error, "download aborted");
+        if let FileStreamError::HashMismatch { .. } = error {
+            self.metrics.hash_mismatches.with_label_values(&[&self.upstream]).inc();
+        }
         self.finished = true;
         self.held = None;
         Poll::Ready(Some(Err(error)))

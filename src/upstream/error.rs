@@ -43,6 +43,26 @@ pub enum UpstreamError {
 }
 
 impl UpstreamError {
+    /// A fixed word for the kind of failure, for the `outcome` metric label.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            UpstreamError::Connect(_) => "connect",
+            UpstreamError::Timeout(_) => "timeout",
+            UpstreamError::Status(_) => "status",
+            UpstreamError::AuthRejected(_) => "auth_rejected",
+            UpstreamError::SignInPage | UpstreamError::SignInRedirect => "sign_in",
+            UpstreamError::Throttled { .. } => "throttled",
+            UpstreamError::CrossOriginRedirect(_)
+            | UpstreamError::BadRedirect
+            | UpstreamError::TooManyRedirects(_) => "redirect",
+            UpstreamError::WrongContentType(_)
+            | UpstreamError::PageTooLarge(_)
+            | UpstreamError::BadPage(_) => "bad_page",
+            UpstreamError::Body(_) => "body",
+            UpstreamError::Credential(_) => "credential",
+        }
+    }
+
     /// Builds a connect error from a client error, keeping the cause chain (hyper's top-level
     /// message is just "client error") and nothing that could hold a URL.
     pub fn from_client(error: &(dyn std::error::Error + 'static)) -> Self {

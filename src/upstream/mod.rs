@@ -27,6 +27,7 @@ use hyper::body::Incoming;
 use url::Url;
 
 use crate::auth::Credential;
+use crate::metrics::Metrics;
 
 /// Redirects followed for one request: enough for feed → blob storage, with room to spare.
 const MAX_REDIRECTS: usize = 5;
@@ -46,6 +47,7 @@ pub struct Upstream {
     client: HttpClient,
     timeout: Duration,
     max_page_bytes: u64,
+    metrics: Arc<Metrics>,
     /// Set by a 429: until then no request is sent and callers get `Throttled` at once. A CI
     /// fleet behind pipgate is one identity to the feed, so hammering on would only extend it.
     throttled_until: std::sync::Mutex<Option<tokio::time::Instant>>,
@@ -65,6 +67,7 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_page_bytes: u64,
+    pub metrics: Arc<Metrics>,
 }
 
 /// Which request is being made, for the redirect rules.
@@ -86,6 +89,7 @@ impl Upstream {
             client,
             timeout: settings.timeout,
             max_page_bytes: settings.max_page_bytes,
+            metrics: settings.metrics,
             throttled_until: std::sync::Mutex::new(None),
         })
     }
@@ -97,6 +101,22 @@ impl Upstream {
     /// Ready when its credential (if any) can authenticate: an Azure token has arrived.
     pub fn is_ready(&self) -> bool {
         self.credential.as_ref().is_none_or(|c| c.is_ready())
+    }
+
+    /// Counts one request of `kind` and its latency, by outcome or error reason.
+    fn record<T>(&self, kind: &str, started: std::time::Instant, outcome: Result<&'static str, &T>)
+    where
+        T: std::borrow::Borrow<UpstreamError>,
+    {
+        let outcome = match outcome {
+            Ok(word) => word,
+            Err(error) => error.borrow().reason(),
+        };
+        self.metrics.upstream_requests.with_label_values(&[&self.name, kind, outcome]).inc();
+        self.metrics
+            .upstream_seconds
+            .with_label_values(&[&self.name, kind])
+            .observe(started.elapsed().as_secs_f64());
     }
 
     /// `Err(Throttled)` while a 429's back-off lasts.
@@ -128,16 +148,24 @@ impl Upstream {
         url: &str,
         expected: Expected,
     ) -> Result<Response<VerifiedBody>, UpstreamError> {
-        let url = Url::parse(url).map_err(|_| UpstreamError::BadRedirect)?;
-        let (response, _) = tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File, None))
-            .await
-            .map_err(|_| UpstreamError::Timeout(self.timeout))??;
-        let (parts, body) = response.into_parts();
-        if parts.status != StatusCode::OK {
-            return Err(page::status_error(parts.status, &parts.headers));
+        let started = std::time::Instant::now();
+        let result = async {
+            let url = Url::parse(url).map_err(|_| UpstreamError::BadRedirect)?;
+            let (response, _) =
+                tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File, None))
+                    .await
+                    .map_err(|_| UpstreamError::Timeout(self.timeout))??;
+            let (parts, body) = response.into_parts();
+            if parts.status != StatusCode::OK {
+                return Err(page::status_error(parts.status, &parts.headers));
+            }
+            let body =
+                VerifiedBody::new(body, self.name.clone(), expected, self.timeout, self.metrics.clone());
+            Ok(Response::from_parts(parts, body))
         }
-        let body = VerifiedBody::new(body, self.name.clone(), expected, self.timeout);
-        Ok(Response::from_parts(parts, body))
+        .await;
+        self.record("file", started, result.as_ref().map(|_| "ok"));
+        result
     }
 
     /// Sends a GET, following redirects under the credential rules. Returns the answer and the

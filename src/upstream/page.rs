@@ -83,11 +83,25 @@ impl Upstream {
         validators: Option<&Validators>,
     ) -> Result<PageAnswer, UpstreamError> {
         let url = self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment");
-        let body = match self.fetch_body(url, validators).await? {
-            Fetched::NotFound => return Ok(PageAnswer::NotFound),
-            Fetched::NotModified => return Ok(PageAnswer::NotModified),
-            Fetched::Body(body) => body,
+        let started = std::time::Instant::now();
+        let fetched = self.fetch_body(url, validators).await;
+        let parsed = match fetched {
+            Err(error) => Err(error),
+            Ok(Fetched::NotFound) => Ok(PageAnswer::NotFound),
+            Ok(Fetched::NotModified) => Ok(PageAnswer::NotModified),
+            Ok(Fetched::Body(body)) => self.parse_page(project, body),
         };
+        let outcome = match &parsed {
+            Ok(PageAnswer::Found(_)) => Ok("ok"),
+            Ok(PageAnswer::NotFound) => Ok("not_found"),
+            Ok(PageAnswer::NotModified) => Ok("not_modified"),
+            Err(error) => Err(error),
+        };
+        self.record("page", started, outcome);
+        parsed
+    }
+
+    fn parse_page(&self, project: &ProjectName, body: Body) -> Result<PageAnswer, UpstreamError> {
         let page = match body.kind {
             MediaType::JsonV1 => parse_project_json(&body.bytes, &body.final_url, project.as_str())?,
             MediaType::HtmlV1 | MediaType::TextHtml => {
@@ -99,11 +113,15 @@ impl Upstream {
 
     /// Fetches and parses the root page (the list of projects).
     pub async fn fetch_root(&self) -> Result<ProjectList, UpstreamError> {
-        match self.fetch_body(self.base.clone(), None).await? {
-            Fetched::NotFound | Fetched::NotModified => Err(UpstreamError::Status(StatusCode::NOT_FOUND)),
-            Fetched::Body(Body { kind: MediaType::JsonV1, bytes, .. }) => Ok(parse_root_json(&bytes)?),
-            Fetched::Body(body) => Ok(parse_root_html(&body.bytes, &body.final_url)?),
-        }
+        let started = std::time::Instant::now();
+        let result = match self.fetch_body(self.base.clone(), None).await {
+            Err(error) => Err(error),
+            Ok(Fetched::NotFound | Fetched::NotModified) => Err(UpstreamError::Status(StatusCode::NOT_FOUND)),
+            Ok(Fetched::Body(Body { kind: MediaType::JsonV1, bytes, .. })) => Ok(parse_root_json(&bytes)?),
+            Ok(Fetched::Body(body)) => Ok(parse_root_html(&body.bytes, &body.final_url)?),
+        };
+        self.record("root", started, result.as_ref().map(|_| "ok"));
+        result
     }
 
     /// GETs a simple-API URL within the upstream's deadline, size-capped, remembering the URL

@@ -1,0 +1,147 @@
+//! Prometheus metrics, registered into a registry that is handed in (so each test builds its
+//! own and asserts exact counts). Every label has a bounded set of values: routes, statuses,
+//! upstream names from the config, fixed result words. No project names, no URLs.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use prometheus::{
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+
+#[derive(Debug)]
+pub struct Metrics {
+    /// `pipgate_requests_total{route, status}`
+    pub requests: IntCounterVec,
+    /// `pipgate_request_duration_seconds{route}`
+    pub request_seconds: HistogramVec,
+    /// `pipgate_requests_in_flight`
+    pub in_flight: IntGauge,
+    /// `pipgate_response_bytes_total{route}`: bytes of answers with a known length.
+    pub bytes_served: IntCounterVec,
+    /// `pipgate_cache_lookups_total{cache="index|file", result="hit|miss|stale|revalidated"}`
+    pub cache_lookups: IntCounterVec,
+    /// `pipgate_upstream_requests_total{upstream, kind="page|root|file", outcome}`
+    pub upstream_requests: IntCounterVec,
+    /// `pipgate_upstream_request_duration_seconds{upstream, kind}` (until the answer's headers
+    /// for files, the whole body for pages)
+    pub upstream_seconds: HistogramVec,
+    /// `pipgate_hash_mismatches_total{upstream}`
+    pub hash_mismatches: IntCounterVec,
+    /// `pipgate_fail_closed_total{upstream}`: lookups that stopped at a failing upstream with no
+    /// page to fall back on.
+    pub fail_closed: IntCounterVec,
+    /// `pipgate_owner_changes_total{from, to}`: a project moved to another upstream (a private
+    /// name showing up publicly first, or the reverse).
+    pub owner_changes: IntCounterVec,
+    /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
+    pub token_refreshes: IntCounterVec,
+    /// `pipgate_token_expiry_seconds{upstream}`: seconds until the current token expires,
+    /// computed at scrape time.
+    token_expiry: GaugeVec,
+    expiries: Mutex<HashMap<String, SystemTime>>,
+    registry: Registry,
+}
+
+const LATENCY_BUCKETS: [f64; 12] =
+    [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+
+impl Metrics {
+    /// Creates every metric and registers it into `registry`.
+    pub fn register(registry: Registry) -> Metrics {
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("registered once");
+            metric
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str]| {
+            let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
+            let metric = HistogramVec::new(opts, labels).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("registered once");
+            metric
+        };
+        let in_flight =
+            IntGauge::new("pipgate_requests_in_flight", "Requests being answered").expect("valid");
+        registry.register(Box::new(in_flight.clone())).expect("registered once");
+        let token_expiry = GaugeVec::new(
+            Opts::new("pipgate_token_expiry_seconds", "Seconds until the upstream's current token expires"),
+            &["upstream"],
+        )
+        .expect("valid metric");
+        registry.register(Box::new(token_expiry.clone())).expect("registered once");
+        Metrics {
+            requests: counter("pipgate_requests_total", "Requests answered", &["route", "status"]),
+            request_seconds: histogram(
+                "pipgate_request_duration_seconds",
+                "Time to answer headers",
+                &["route"],
+            ),
+            in_flight,
+            bytes_served: counter(
+                "pipgate_response_bytes_total",
+                "Bytes of answers with a known length",
+                &["route"],
+            ),
+            cache_lookups: counter(
+                "pipgate_cache_lookups_total",
+                "Cache lookups by result",
+                &["cache", "result"],
+            ),
+            upstream_requests: counter(
+                "pipgate_upstream_requests_total",
+                "Requests to upstreams by outcome",
+                &["upstream", "kind", "outcome"],
+            ),
+            upstream_seconds: histogram(
+                "pipgate_upstream_request_duration_seconds",
+                "Upstream request latency",
+                &["upstream", "kind"],
+            ),
+            hash_mismatches: counter(
+                "pipgate_hash_mismatches_total",
+                "Downloads whose bytes did not match the index",
+                &["upstream"],
+            ),
+            fail_closed: counter(
+                "pipgate_fail_closed_total",
+                "Lookups failed closed at an upstream",
+                &["upstream"],
+            ),
+            owner_changes: counter(
+                "pipgate_owner_changes_total",
+                "Projects whose owning upstream changed",
+                &["from", "to"],
+            ),
+            token_refreshes: counter(
+                "pipgate_token_refreshes_total",
+                "Upstream token fetches by result",
+                &["upstream", "result"],
+            ),
+            token_expiry,
+            expiries: Mutex::new(HashMap::new()),
+            registry,
+        }
+    }
+
+    /// Metrics for code that runs without a server (unit tests, benches).
+    pub fn unregistered() -> Metrics {
+        Metrics::register(Registry::new())
+    }
+
+    pub fn token_expires(&self, upstream: &str, at: SystemTime) {
+        self.expiries.lock().expect("expiries lock").insert(upstream.to_owned(), at);
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let now = SystemTime::now();
+        for (upstream, at) in self.expiries.lock().expect("expiries lock").iter() {
+            let left = at.duration_since(now).unwrap_or(Duration::ZERO).as_secs_f64();
+            self.token_expiry.with_label_values(&[upstream]).set(left);
+        }
+        let mut out = Vec::new();
+        TextEncoder::new().encode(&self.registry.gather(), &mut out).expect("encoding to a Vec cannot fail");
+        out
+    }
+}
