@@ -20,7 +20,7 @@ pub struct Metrics {
     pub in_flight: IntGauge,
     /// `pipgate_response_bytes_total{route}`: bytes of answers with a known length.
     pub bytes_served: IntCounterVec,
-    /// `pipgate_cache_lookups_total{cache="index|file", result="hit|miss|stale|revalidated"}`
+    /// `pipgate_cache_lookups_total{cache="index|file", result="hit|miss|stale|revalidated|bypass"}`
     pub cache_lookups: IntCounterVec,
     /// `pipgate_upstream_requests_total{upstream, kind="page|root|file", outcome}`
     pub upstream_requests: IntCounterVec,

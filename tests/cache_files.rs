@@ -196,3 +196,25 @@ async fn a_file_without_a_sha256_passes_through_uncached() {
     }
     assert_eq!(index.count("/files/"), 2, "each request went upstream");
 }
+
+#[tokio::test]
+async fn a_failing_cache_disk_slows_installs_down_instead_of_failing_them() {
+    let index = FakeIndex::start().await;
+    let file = blob("acme_core-1.0", 200_000, 19);
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    // The temp directory becomes unusable (as a full or read-only disk would be).
+    let tmp = pipgate.cache_dir.join("tmp");
+    std::fs::remove_dir_all(&tmp).unwrap();
+    std::fs::write(&tmp, b"not a directory").unwrap();
+    let url = file_url(&pipgate, &file.filename);
+    for _ in 0..2 {
+        let answer = get(&url, &[]).await.unwrap();
+        assert_eq!(answer.status, 200, "{}", answer.text());
+        assert_eq!(answer.body, file.bytes);
+        assert_eq!(answer.header("accept-ranges"), "none");
+    }
+    assert_eq!(index.count("/files/"), 2, "streamed through each time");
+    let metrics = get(&format!("{}/metrics", pipgate.base), &[]).await.unwrap().text();
+    assert!(metrics.contains(r#"pipgate_cache_lookups_total{cache="file",result="bypass"} 2"#), "{metrics}");
+}

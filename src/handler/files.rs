@@ -68,13 +68,15 @@ pub async fn file(
             return Ok(base.finish(StatusCode::OK, Some(size), None, empty()));
         }
     }
-    let lookup = app
-        .files
-        .get_or_fill(&sha256, &upstream, &located.url, located.expected.clone())
-        .map_err(|e| download_error(&upstream, &filename, FillError::Io(e.to_string().into())))?;
-    let result = if matches!(lookup, Lookup::Hit { .. }) { "hit" } else { "miss" };
+    let lookup = app.files.get_or_fill(&sha256, &upstream, &located.url, located.expected.clone());
+    let result = match lookup {
+        Lookup::Hit { .. } => "hit",
+        Lookup::Filling(_) => "miss",
+        Lookup::Unavailable => "bypass",
+    };
     app.metrics.cache_lookups.with_label_values(&["file", result]).inc();
     match lookup {
+        Lookup::Unavailable => pass_through(base, method, &upstream, located).await,
         Lookup::Hit { file, size } => {
             Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))
         }
@@ -203,7 +205,8 @@ fn stream_body(chunks: FileChunks) -> ResponseBody {
     StreamBody::new(frames).boxed_unsync()
 }
 
-/// A file without a sha256 in the index: streamed through, checked for length, not cached.
+/// A file without a sha256 in the index, or any file while the cache disk is failing:
+/// streamed through, checked as it streams, not cached.
 async fn pass_through(
     base: Answer,
     method: &Method,
@@ -227,7 +230,10 @@ async fn pass_through(
             .and_then(|v| v.parse().ok())
     });
     let body = response.into_body().map_err(Into::into).boxed_unsync();
-    Ok(base.finish(StatusCode::OK, length, content_type, body))
+    let mut answer = base.finish(StatusCode::OK, length, content_type, body);
+    // Streamed through, so no ranges, even for a file the cache would otherwise hold.
+    answer.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    Ok(answer)
 }
 
 fn download_error(upstream: &Upstream, filename: &str, error: FillError) -> ServeError {

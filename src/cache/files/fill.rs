@@ -121,6 +121,9 @@ impl FillTask {
     }
 
     fn fail(&self, error: FillError) {
+        if let FillError::Io(message) = &error {
+            self.store.degrade(message);
+        }
         let _ = std::fs::remove_file(&self.temp_path);
         self.store.end_fill(&self.sha256);
         self.sender.send_modify(|s| s.phase = Phase::Failed(error));

@@ -32,7 +32,12 @@ pub enum Lookup {
     Hit { file: Arc<File>, size: u64 },
     /// A fill in progress (possibly just started by this call).
     Filling(Arc<Fill>),
+    /// The cache disk is failing (full, read-only, gone): serve without it for now.
+    Unavailable,
 }
+
+/// How long the store stays out of the way after a disk error before trying again.
+const DEGRADED_FOR: std::time::Duration = std::time::Duration::from_secs(60);
 
 #[derive(Debug)]
 pub struct FileStore {
@@ -40,6 +45,9 @@ pub struct FileStore {
     tmp: PathBuf,
     index: moka::sync::Cache<String, u64>,
     fills: Mutex<HashMap<String, Arc<Fill>>>,
+    /// Set by a disk error: until then new fills are not started and files pass through, so
+    /// a full cache disk slows installs down instead of failing them.
+    degraded_until: Mutex<Option<std::time::Instant>>,
 }
 
 impl FileStore {
@@ -69,7 +77,13 @@ impl FileStore {
                 }
             })
             .build();
-        let store = FileStore { files, tmp, index, fills: Mutex::new(HashMap::new()) };
+        let store = FileStore {
+            files,
+            tmp,
+            index,
+            fills: Mutex::new(HashMap::new()),
+            degraded_until: Mutex::new(None),
+        };
         let (count, bytes) = store.index_existing()?;
         tracing::info!(files = count, bytes, removed_temp_files = leftovers, dir = %dir.display(), "file cache opened");
         Ok(Arc::new(store))
@@ -109,21 +123,44 @@ impl FileStore {
         upstream: &Arc<Upstream>,
         url: &str,
         expected: Expected,
-    ) -> std::io::Result<Lookup> {
+    ) -> Lookup {
         if let Some(hit) = self.hit(sha256) {
-            return Ok(hit);
+            return hit;
         }
         let mut fills = self.fills.lock().expect("fills lock");
         if let Some(fill) = fills.get(sha256) {
-            return Ok(Lookup::Filling(fill.clone()));
+            return Lookup::Filling(fill.clone());
         }
         // A fill may have committed between the first look and taking the lock.
         if let Some(hit) = self.hit(sha256) {
-            return Ok(hit);
+            return hit;
         }
-        let fill = Fill::start(self.clone(), sha256.to_owned(), upstream.clone(), url.to_owned(), expected)?;
-        fills.insert(sha256.to_owned(), fill.clone());
-        Ok(Lookup::Filling(fill))
+        if self.is_degraded() {
+            return Lookup::Unavailable;
+        }
+        match Fill::start(self.clone(), sha256.to_owned(), upstream.clone(), url.to_owned(), expected) {
+            Ok(fill) => {
+                fills.insert(sha256.to_owned(), fill.clone());
+                Lookup::Filling(fill)
+            }
+            Err(error) => {
+                self.degrade(&error);
+                Lookup::Unavailable
+            }
+        }
+    }
+
+    fn is_degraded(&self) -> bool {
+        self.degraded_until
+            .lock()
+            .expect("degraded lock")
+            .is_some_and(|until| std::time::Instant::now() < until)
+    }
+
+    /// Steps aside for a while after a disk error, logging why.
+    fn degrade(&self, error: &dyn std::fmt::Display) {
+        tracing::warn!(%error, seconds = DEGRADED_FOR.as_secs(), "the file cache cannot write: passing files through");
+        *self.degraded_until.lock().expect("degraded lock") = Some(std::time::Instant::now() + DEGRADED_FOR);
     }
 
     fn hit(&self, sha256: &str) -> Option<Lookup> {
