@@ -6,7 +6,6 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use http::{Request, Response};
 use sha2::{Digest, Sha256};
@@ -31,8 +30,8 @@ pub struct App {
     pub pages: Arc<PageCache>,
     pub files: Arc<FileStore>,
     pub root: RootCache,
-    /// `Cache-Control: max-age` for fresh index pages.
-    pub client_max_age: Duration,
+    /// `Cache-Control` of fresh index pages, built once from `cache.client_max_age`.
+    pub fresh_cache_control: http::HeaderValue,
 }
 
 /// pipgate could not be built from a config that loaded.
@@ -107,7 +106,11 @@ impl App {
             pages,
             files,
             root: RootCache::new(cache.index_ttl),
-            client_max_age: cache.client_max_age,
+            fresh_cache_control: http::HeaderValue::from_str(&format!(
+                "max-age={}, public",
+                cache.client_max_age.as_secs()
+            ))
+            .expect("digits and ASCII"),
         })
     }
 

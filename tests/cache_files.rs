@@ -28,6 +28,14 @@ fn blob(name: &str, size: usize, seed: u32) -> FakeFile {
     }
 }
 
+/// A fake index holding `file` under acme-core, and pipgate in front of it.
+async fn serving(file: &FakeFile) -> (FakeIndex, Pipgate) {
+    let index = FakeIndex::start().await;
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    (index, pipgate)
+}
+
 fn file_url(pipgate: &Pipgate, filename: &str) -> String {
     format!("{}/files/acme-core/{filename}", pipgate.base)
 }
@@ -44,10 +52,8 @@ async fn wait_until(mut check: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_share_one_upstream_download() {
-    let index = FakeIndex::start().await;
     let file = blob("acme_core-1.0", 2 * 1024 * 1024, 7);
-    index.add("acme-core", file.clone());
-    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let (index, pipgate) = serving(&file).await;
     // Warm the page, so only the file is cold; then make the download slow enough to overlap.
     get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
     index.set_file_mode(FileMode::Slow(Duration::from_millis(10)));
@@ -72,10 +78,8 @@ async fn get_owned(url: String) -> Result<support::Answer, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_does_not_cancel_the_fill() {
-    let index = FakeIndex::start().await;
     let file = blob("acme_core-1.0", 1024 * 1024, 11);
-    index.add("acme-core", file.clone());
-    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let (index, pipgate) = serving(&file).await;
     index.set_file_mode(FileMode::Slow(Duration::from_millis(20)));
     let url = file_url(&pipgate, &file.filename);
     let leaving = tokio::spawn(get_owned(url.clone()));
@@ -121,10 +125,8 @@ async fn a_restart_serves_pages_and_files_from_the_cache_dir() {
 
 #[tokio::test]
 async fn cached_files_answer_conditional_ranged_and_head_requests() {
-    let index = FakeIndex::start().await;
     let file = blob("acme_core-1.0", 100_000, 5);
-    index.add("acme-core", file.clone());
-    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let (index, pipgate) = serving(&file).await;
     let url = file_url(&pipgate, &file.filename);
 
     // A range on a cold file waits for the whole file, then answers the range.
@@ -182,11 +184,9 @@ async fn least_recently_used_files_are_evicted_under_the_size_cap() {
 
 #[tokio::test]
 async fn a_file_without_a_sha256_passes_through_uncached() {
-    let index = FakeIndex::start().await;
     let mut file = blob("acme_core-1.0", 50_000, 17);
     file.omit_hash = true;
-    index.add("acme-core", file.clone());
-    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let (index, pipgate) = serving(&file).await;
     let url = file_url(&pipgate, &file.filename);
     for _ in 0..2 {
         let answer = get(&url, &[]).await.unwrap();
@@ -199,10 +199,8 @@ async fn a_file_without_a_sha256_passes_through_uncached() {
 
 #[tokio::test]
 async fn a_failing_cache_disk_slows_installs_down_instead_of_failing_them() {
-    let index = FakeIndex::start().await;
     let file = blob("acme_core-1.0", 200_000, 19);
-    index.add("acme-core", file.clone());
-    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let (index, pipgate) = serving(&file).await;
     // The temp directory becomes unusable (as a full or read-only disk would be).
     let tmp = pipgate.cache_dir.join("tmp");
     std::fs::remove_dir_all(&tmp).unwrap();

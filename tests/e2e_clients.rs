@@ -76,19 +76,50 @@ fn assert_public_installed(target: &Path) {
     assert!(installed_version(target, "packaging").is_some());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pip_installs_private_and_public_packages_through_pipgate() {
+/// The two real clients, driven through the same scenarios.
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    Pip,
+    Uv,
+}
+
+impl Client {
+    async fn install(self, index: &str, target: &Path, args: &[&str]) -> Run {
+        match self {
+            Client::Pip => pip_install(index, target, args).await,
+            Client::Uv => uv_install(index, target, args).await,
+        }
+    }
+
+    /// Installs `acme-core` with the private feed down, with output that shows why it failed:
+    /// pip only prints the HTTP status of an index page at `-vv`.
+    async fn install_while_feed_is_down(self, index: &str, target: &Path) -> Run {
+        match self {
+            Client::Pip => pip_install(index, target, &["-vv", "acme-core"]).await,
+            Client::Uv => uv_install(index, target, &["acme-core"]).await,
+        }
+    }
+
+    fn shows_the_gateway_error(self, output: &str) -> bool {
+        match self {
+            Client::Pip => output.contains("502 error responses"),
+            Client::Uv => output.contains("502") || output.contains("Bad Gateway"),
+        }
+    }
+}
+
+async fn installs_private_and_public_packages_through_pipgate(client: Client) {
     let mut world = world().await;
     let index = world.pipgate.index_url();
 
     let target = tempfile::tempdir().unwrap();
-    let run = pip_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
+    let run = client.install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
     assert_private_installed(&run, target.path());
     assert_public_installed(target.path());
 
     for spelling in ["Acme_Core", "acme.core"] {
         let target = tempfile::tempdir().unwrap();
-        let run = pip_install(&index, target.path(), &[spelling]).await;
+        let run = client.install(&index, target.path(), &[spelling]).await;
         assert_private_installed(&run, target.path());
     }
 
@@ -108,75 +139,52 @@ async fn pip_installs_private_and_public_packages_through_pipgate() {
     )
     .unwrap();
     let install_dir = target.path().join("site");
-    let run =
-        pip_install(&index, &install_dir, &["--require-hashes", "-r", requirements.to_str().unwrap()]).await;
+    let run = client
+        .install(&index, &install_dir, &["--require-hashes", "-r", requirements.to_str().unwrap()])
+        .await;
     assert_private_installed(&run, &install_dir);
+    assert_eq!(installed_version(&install_dir, "six").as_deref(), Some("1.16.0"));
 
     // Both upstreams go down: the warmed set installs from pipgate's cache alone.
     world.private.stop().await;
     world.public.stop();
     let target = tempfile::tempdir().unwrap();
-    let run = pip_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
+    let run = client.install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
     assert_private_installed(&run, target.path());
     assert_public_installed(target.path());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn pip_fails_closed_when_the_private_feed_is_down() {
+async fn fails_closed_when_the_private_feed_is_down(client: Client) {
     let mut world = world().await;
     world.private.stop().await;
     let target = tempfile::tempdir().unwrap();
-    let run = pip_install(&world.pipgate.index_url(), target.path(), &["-vv", "acme-core"]).await;
-    assert!(!run.success, "the install should fail:\n{}", run.output);
+    let run = client.install_while_feed_is_down(&world.pipgate.index_url(), target.path()).await;
+    assert!(!run.success, "{client:?}: the install should fail:\n{}", run.output);
     assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
-    assert!(run.output.contains("502 error responses"), "pip -vv shows the gateway error:\n{}", run.output);
+    assert!(
+        client.shows_the_gateway_error(&run.output),
+        "{client:?} shows the gateway error:\n{}",
+        run.output
+    );
     assert_eq!(world.public.count("/simple/acme-core/"), 0, "the public index was never asked");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_private_and_public_packages_through_pipgate() {
+    installs_private_and_public_packages_through_pipgate(Client::Pip).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uv_installs_private_and_public_packages_through_pipgate() {
-    let mut world = world().await;
-    let index = world.pipgate.index_url();
+    installs_private_and_public_packages_through_pipgate(Client::Uv).await;
+}
 
-    let target = tempfile::tempdir().unwrap();
-    let run = uv_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
-    assert_private_installed(&run, target.path());
-    assert_public_installed(target.path());
-
-    for spelling in ["Acme_Core", "acme.core"] {
-        let target = tempfile::tempdir().unwrap();
-        let run = uv_install(&index, target.path(), &[spelling]).await;
-        assert_private_installed(&run, target.path());
-    }
-
-    let target = tempfile::tempdir().unwrap();
-    let requirements = target.path().join("requirements.txt");
-    std::fs::write(
-        &requirements,
-        format!("acme-core==1.0.0 --hash=sha256:{}\n", wheel::sha256_hex(&world.private_wheel.bytes)),
-    )
-    .unwrap();
-    let install_dir = target.path().join("site");
-    let run =
-        uv_install(&index, &install_dir, &["--require-hashes", "-r", requirements.to_str().unwrap()]).await;
-    assert_private_installed(&run, &install_dir);
-
-    world.private.stop().await;
-    world.public.stop();
-    let target = tempfile::tempdir().unwrap();
-    let run = uv_install(&index, target.path(), &["acme-core", "six", "idna", "packaging"]).await;
-    assert_private_installed(&run, target.path());
-    assert_public_installed(target.path());
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_fails_closed_when_the_private_feed_is_down() {
+    fails_closed_when_the_private_feed_is_down(Client::Pip).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uv_fails_closed_when_the_private_feed_is_down() {
-    let mut world = world().await;
-    world.private.stop().await;
-    let target = tempfile::tempdir().unwrap();
-    let run = uv_install(&world.pipgate.index_url(), target.path(), &["acme-core"]).await;
-    assert!(!run.success, "the install should fail:\n{}", run.output);
-    assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
-    assert!(run.output.contains("502") || run.output.contains("Bad Gateway"), "{}", run.output);
-    assert_eq!(world.public.count("/simple/acme-core/"), 0, "the public index was never asked");
+    fails_closed_when_the_private_feed_is_down(Client::Uv).await;
 }

@@ -1,5 +1,6 @@
 //! A project as the page cache holds it: the owner, its page, and the rendered answers.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use super::rendered::Rendered;
 use crate::pypi::ProjectName;
 use crate::pypi::rewrite::client_page;
-use crate::pypi::simple::{ProjectPage, render_project_html, render_project_json};
+use crate::pypi::simple::{DistFile, ProjectPage, render_project_html, render_project_json};
 use crate::upstream::Validators;
 
 /// A resolved project: who owns it, its page (upstream URLs), and what clients get.
@@ -20,6 +21,9 @@ pub struct CachedProject {
     /// When the owner last confirmed this page (a 200 or a 304).
     pub fetched_at: SystemTime,
     pub rendered: Arc<Rendered>,
+    /// File name → position in `page.files`, so a file request finds its entry without a
+    /// scan of a page that may list thousands of files.
+    by_filename: Arc<HashMap<String, usize>>,
     /// When a background refresh last started (ms since the epoch), so that a failing
     /// upstream is not asked again on every request.
     last_attempt_ms: AtomicU64,
@@ -36,12 +40,18 @@ impl CachedProject {
     ) -> CachedProject {
         let client = client_page(&page, project);
         let rendered = Rendered::new(render_project_json(&client), render_project_html(&client).into_bytes());
+        let mut by_filename = HashMap::with_capacity(page.files.len());
+        for (i, file) in page.files.iter().enumerate() {
+            // The first listing of a name wins, as it would for a client reading the page.
+            by_filename.entry(file.filename.clone()).or_insert(i);
+        }
         CachedProject {
             owner,
             page: Arc::new(page),
             validators,
             fetched_at,
             rendered: Arc::new(rendered),
+            by_filename: Arc::new(by_filename),
             last_attempt_ms: AtomicU64::new(0),
         }
     }
@@ -54,8 +64,14 @@ impl CachedProject {
             validators: self.validators.clone(),
             fetched_at: at,
             rendered: self.rendered.clone(),
+            by_filename: self.by_filename.clone(),
             last_attempt_ms: AtomicU64::new(0),
         }
+    }
+
+    /// The file this page lists under `filename`.
+    pub fn file(&self, filename: &str) -> Option<&DistFile> {
+        self.by_filename.get(filename).map(|&i| &self.page.files[i])
     }
 
     pub fn age(&self, now: SystemTime) -> Duration {

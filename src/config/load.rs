@@ -185,20 +185,40 @@ fn check_auth(
     key: &str,
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
-    let (kind, fields, source) = match auth {
-        AuthConfig::Basic(basic) => {
-            ("basic", "password, password_env or password_file", basic.password_source())
-        }
-        AuthConfig::Bearer(bearer) => ("bearer", "token, token_env or token_file", bearer.token_source()),
-        AuthConfig::Azure(azure) => return check_azure(azure, env, &format!("{key}.azure"), errors),
-    };
-    let key = format!("{key}.{kind}");
+    match auth {
+        AuthConfig::Basic(basic) => check_secret(
+            basic.password_source(),
+            "give exactly one of password, password_env or password_file",
+            env,
+            &format!("{key}.basic"),
+            errors,
+        ),
+        AuthConfig::Bearer(bearer) => check_secret(
+            bearer.token_source(),
+            "give exactly one of token, token_env or token_file",
+            env,
+            &format!("{key}.bearer"),
+            errors,
+        ),
+        AuthConfig::Azure(azure) => check_azure(azure, env, &format!("{key}.azure"), errors),
+    }
+}
+
+/// A secret given exactly once (`source` is `None` otherwise) and available now: an env var
+/// that is set, a file that reads.
+fn check_secret(
+    source: Option<SecretSource>,
+    one_of: &str,
+    env: &dyn Environment,
+    key: &str,
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
     match source {
-        None => Err(errors.at(&key, format!("give exactly one of {fields}"))),
+        None => Err(errors.at(key, one_of)),
         Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => {
-            Err(errors.at(&key, format!("environment variable {var} is not set or empty")))
+            Err(errors.at(key, format!("environment variable {var} is not set or empty")))
         }
-        Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(&key, m)),
+        Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(key, m)),
         Some(_) => Ok(()),
     }
 }
@@ -209,12 +229,11 @@ fn check_azure(
     key: &str,
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
-    let given_secret = azure.client_secret.is_some()
+    let has_secret = azure.client_secret.is_some()
         || azure.client_secret_env.is_some()
-        || azure.client_secret_file.is_some()
-        || azure.certificate_file.is_some();
+        || azure.client_secret_file.is_some();
     if azure.identity != AzureIdentity::ServicePrincipal {
-        if given_secret {
+        if has_secret || azure.certificate_file.is_some() {
             return Err(errors
                 .at(key, "a client secret or certificate only goes with identity = \"service-principal\""));
         }
@@ -227,24 +246,12 @@ fn check_azure(
     }
     let one_of =
         "give exactly one of client_secret, client_secret_env, client_secret_file or certificate_file";
-    if let Some(path) = &azure.certificate_file {
-        if azure.client_secret_source().is_some()
-            || azure.client_secret.is_some()
-            || azure.client_secret_env.is_some()
-        {
-            return Err(errors.at(key, one_of));
-        }
-        return std::fs::metadata(path).map(drop).map_err(|e| {
+    match &azure.certificate_file {
+        Some(_) if has_secret => Err(errors.at(key, one_of)),
+        Some(path) => std::fs::metadata(path).map(drop).map_err(|e| {
             errors.at(&format!("{key}.certificate_file"), format!("cannot read {}: {e}", path.display()))
-        });
-    }
-    match azure.client_secret_source() {
-        None => Err(errors.at(key, one_of)),
-        Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => {
-            Err(errors.at(key, format!("environment variable {var} is not set or empty")))
-        }
-        Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(key, m)),
-        Some(_) => Ok(()),
+        }),
+        None => check_secret(azure.client_secret_source(), one_of, env, key, errors),
     }
 }
 

@@ -16,10 +16,11 @@ use super::conditional::{RangeAsk, not_modified, range};
 use super::{UPSTREAM_HEADER, decode_segment};
 use crate::app::App;
 use crate::body::{ResponseBody, empty};
+use crate::cache::entry::CachedProject;
 use crate::cache::files::{FileChunks, FillError, Lookup, Phase, file_chunks, is_sha256};
 use crate::error::ServeError;
 use crate::pypi::ProjectName;
-use crate::pypi::simple::{CoreMetadata, DistFile};
+use crate::pypi::simple::CoreMetadata;
 use crate::resolve::ResolveError;
 use crate::upstream::{Expected, Upstream};
 
@@ -48,7 +49,7 @@ pub async fn file(
     let filename = decode_segment(filename_segment).ok_or(ServeError::NotFound)?;
     let served = app.pages.get(&project, false).await?.ok_or(ServeError::ProjectNotFound(project.clone()))?;
     let upstream = app.pages.resolver().upstream(served.project.owner).clone();
-    let located = locate(&filename, &served.project.page.files).ok_or_else(|| ServeError::FileNotListed {
+    let located = locate(&filename, &served.project).ok_or_else(|| ServeError::FileNotListed {
         project: project.clone(),
         filename: filename.clone(),
         upstream: upstream.name().to_owned(),
@@ -242,12 +243,12 @@ fn download_error(upstream: &Upstream, filename: &str, error: FillError) -> Serv
 
 /// The upstream URL and expectations for `filename`: a listed file, or the PEP 658 metadata
 /// of a listed file that offers it.
-fn locate(filename: &str, files: &[DistFile]) -> Option<Located> {
-    if let Some(file) = files.iter().find(|f| f.filename == filename) {
+fn locate(filename: &str, page: &CachedProject) -> Option<Located> {
+    if let Some(file) = page.file(filename) {
         return Some(located(file.url.clone(), file.hashes.get("sha256"), file.size));
     }
     let stem = filename.strip_suffix(".metadata")?;
-    let file = files.iter().find(|f| f.filename == stem && f.has_metadata())?;
+    let file = page.file(stem).filter(|f| f.has_metadata())?;
     let mut url = url::Url::parse(&file.url).ok()?;
     url.set_path(&format!("{}.metadata", url.path()));
     let sha256 = match &file.core_metadata {

@@ -57,7 +57,7 @@ pub async fn project<B>(
     let gzip = accepts_gzip(request.headers());
     let variant = served.project.rendered.variant(media_type, gzip);
     let mut response =
-        page_response(request.headers(), media_type, gzip, variant, served.stale, app.client_max_age);
+        page_response(request.headers(), media_type, gzip, variant, served.stale, &app.fresh_cache_control);
     if let Ok(value) = HeaderValue::from_str(owner) {
         response.headers_mut().insert(UPSTREAM_HEADER, value);
     }
@@ -71,7 +71,7 @@ fn page_response(
     gzip: bool,
     variant: &Variant,
     stale: bool,
-    max_age: Duration,
+    fresh_cache_control: &HeaderValue,
 ) -> Response<ResponseBody> {
     let unchanged = not_modified(request, &variant.etag);
     let mut builder = Response::builder()
@@ -88,7 +88,7 @@ fn page_response(
             .header(header::WARNING, "110 pipgate \"Response is Stale\"")
             .header(STALE_HEADER, "true")
     } else {
-        builder.header(header::CACHE_CONTROL, format!("max-age={}, public", max_age.as_secs()))
+        builder.header(header::CACHE_CONTROL, fresh_cache_control.clone())
     };
     let body = if unchanged { empty() } else { full(variant.body.clone()) };
     builder.body(body).expect("valid headers")
@@ -121,7 +121,7 @@ pub async fn root<B>(app: &App, request: &Request<B>) -> Result<Response<Respons
     };
     let gzip = accepts_gzip(request.headers());
     let variant = rendered.variant(media_type, gzip);
-    Ok(page_response(request.headers(), media_type, gzip, variant, false, app.client_max_age))
+    Ok(page_response(request.headers(), media_type, gzip, variant, false, &app.fresh_cache_control))
 }
 
 async fn render_root(app: &App) -> Result<Rendered, ServeError> {

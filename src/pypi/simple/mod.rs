@@ -178,13 +178,6 @@ impl DistFile {
 }
 
 impl ProjectPage {
-    /// The file with this exact name, if the page lists it.
-    pub fn file(&self, filename: &str) -> Option<&DistFile> {
-        self.files.iter().find(|f| f.filename == filename)
-    }
-
-    /// Fills `versions` from file names when the upstream did not send any (PEP 700 requires
-    /// the key from API 1.1 on, and pipgate answers 1.4).
     fn finish_parse(&mut self, project: &str) {
         self.files.retain(|file| {
             let safe = is_safe_filename(&file.filename);
