@@ -13,7 +13,7 @@ pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<Proj
     for file in &mut page.files {
         let (url, fragment_hash) = absolute_url(base, &file.url).map_err(|source| PageError::BadUrl {
             filename: file.filename.clone(),
-            url: file.url.clone(),
+            url: super::shown_href(&file.url).to_owned(),
             source,
         })?;
         file.url = url;
@@ -125,6 +125,16 @@ mod tests {
         "tracks": ["https://pypi.org/simple/acme-core/"],
         "future-project-key": {"x": 1}
     }"#;
+
+    #[test]
+    fn a_bad_file_url_is_reported_without_its_query_string() {
+        let page = r#"{"meta": {"api-version": "1.0"}, "name": "acme-core", "files": [
+            {"filename": "acme_core-1.0.tar.gz", "url": "https://[blob.test/a.tar.gz?sig=canary-sas", "hashes": {}}
+        ]}"#;
+        let error = parse_project_json(page.as_bytes(), &base(), "acme-core").unwrap_err().to_string();
+        assert!(error.contains("https://[blob.test/a.tar.gz"), "{error}");
+        assert!(!error.contains("canary-sas"), "{error}");
+    }
 
     #[test]
     fn parses_every_field_and_keeps_unknown_keys() {

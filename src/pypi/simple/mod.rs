@@ -207,6 +207,12 @@ impl ProjectPage {
 }
 
 /// Resolves `href` against `base` and splits off a `#name=digest` fragment into a hash.
+/// An upstream href as it may be shown in a log line or an error: without its query string
+/// and fragment, which can carry a signature (Azure's SAS tokens) or a hash we do not need.
+pub fn shown_href(href: &str) -> &str {
+    href.split(['?', '#']).next().unwrap_or("")
+}
+
 fn absolute_url(base: &url::Url, href: &str) -> Result<(String, Option<(String, String)>), url::ParseError> {
     let mut url = base.join(href)?;
     let hash = url.fragment().and_then(|fragment| {
