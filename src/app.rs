@@ -1,38 +1,36 @@
-//! Builds pipgate from its config: the upstreams with their credentials, the owner rule over
-//! them, the caches, and the service stack that answers requests. This is the one place that
-//! knows how the pieces are stacked.
+//! Builds pipgate from its config and assembles the service: the one place that knows how the
+//! pieces are stacked.
+//!
+//! Below the layers the house is a clean stack, each part using only those under it: the pure
+//! domain ([`crate::pypi`]), then config, upstream credentials, the upstream client, the owner
+//! rule, the caches, the index facade and the shared state, then the handlers, the layers and
+//! this file. The listener ([`crate::server`]) takes the finished service and knows nothing of
+//! what is inside it.
 
-use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use http::{Request, Response};
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
-use crate::body::ResponseBody;
 use crate::cache::files::FileStore;
 use crate::cache::page_disk::PageDisk;
-use crate::cache::{Freshness, PageCache};
+use crate::cache::{Freshness, PageCache, RootCache};
 use crate::config::{Config, Environment};
-use crate::handler::simple::RootCache;
+use crate::handler::Router;
+use crate::index::Index;
+use crate::layers::concurrency::ConcurrencyLimitLayer;
+use crate::layers::metrics::MetricsLayer;
+use crate::layers::rescue::RescueLayer;
+use crate::layers::timeout::TimeoutLayer;
+use crate::layers::trace::TraceLayer;
 use crate::metrics::Metrics;
 use crate::resolve::{Resolver, Route};
-use crate::server::Server;
+use crate::server::{HttpService, Server};
+use crate::state::State;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
-
-/// Everything a request handler needs, shared by all connections.
-#[derive(Debug)]
-pub struct App {
-    pub metrics: Arc<Metrics>,
-    pub pages: Arc<PageCache>,
-    pub files: Arc<FileStore>,
-    pub root: RootCache,
-    /// `Cache-Control` of fresh index pages, built once from `cache.client_max_age`.
-    pub fresh_cache_control: http::HeaderValue,
-}
 
 /// pipgate could not be built from a config that loaded.
 #[derive(Debug, thiserror::Error)]
@@ -47,85 +45,78 @@ pub enum BuildError {
     Listen { addr: SocketAddr, source: std::io::Error },
 }
 
-/// The service hyper drives for every request.
-pub type AppService = BoxCloneSyncService<Request<hyper::body::Incoming>, Response<ResponseBody>, Infallible>;
+/// The request stack, outermost first. A request walks down it; its answer walks back up.
+pub fn service(state: Arc<State>, config: &Config) -> HttpService {
+    let server = &config.server;
+    let stack = ServiceBuilder::new()
+        // Outermost, so every log line below carries the request id, and the access line and
+        // the `X-Request-Id` header see the final answer.
+        .layer(TraceLayer::new())
+        // Counts every answer (errors included, with their real status, since the rescue is
+        // below) and holds the in-flight gauge until the body is sent or dropped.
+        .layer(MetricsLayer::new(state.metrics.clone()))
+        // The one place where an error becomes an answer. It sits above the timeout and the
+        // limit so that their errors go through the same table as the handlers'.
+        .layer(RescueLayer)
+        // Bounds the wait for headers, including the wait for a slot below (I6).
+        .layer(TimeoutLayer::new(server.request_timeout))
+        // Bounds the work in flight: requests past the limit wait for a slot instead of
+        // opening ever more upstream connections and buffers (I6).
+        .layer(ConcurrencyLimitLayer::new(server.max_concurrent_requests))
+        // Client identity (authentication and read policy) will sit here, under the limit and
+        // above the router, so a refused client costs no slot for long and reaches no handler.
+        .service(Router::new(state));
+    BoxCloneSyncService::new(stack)
+}
 
-impl App {
-    pub fn from_config(config: &Config, env: &dyn Environment) -> Result<App, BuildError> {
-        let metrics = Arc::new(Metrics::register(prometheus::Registry::new()));
-        let mut upstreams = Vec::with_capacity(config.upstreams.len());
-        for upstream in &config.upstreams {
-            let credential = match &upstream.auth {
-                Some(auth) => {
-                    Some(crate::auth::from_config(&upstream.name, auth, env, metrics.clone()).map_err(
-                        |source| BuildError::Credential { upstream: upstream.name.clone(), source },
-                    )?)
-                }
-                None => None,
-            };
-            let built = Upstream::new(UpstreamSettings {
-                name: upstream.name.clone(),
-                base: upstream.url.clone(),
-                credential,
-                connect_timeout: upstream.connect_timeout,
-                timeout: upstream.timeout,
-                max_page_bytes: config.server.max_page_bytes,
-                metrics: metrics.clone(),
-            })
-            .map_err(|source| BuildError::Client { upstream: upstream.name.clone(), source })?;
-            upstreams.push(Arc::new(built));
-        }
-        let routes = config
-            .routes
-            .iter()
-            .map(|route| Route {
-                patterns: route.projects.clone(),
-                upstream: config
-                    .upstreams
-                    .iter()
-                    .position(|u| u.name == route.upstream)
-                    .expect("routes name known upstreams; checked when the config loaded"),
-            })
-            .collect();
-        let cache = &config.cache;
-        let resolver = Arc::new(Resolver::new(upstreams, routes, cache.negative_ttl));
-        let dir = cache.dir.clone().expect("the cache dir is filled in when the config loads");
-        let cache_error = |source| BuildError::Cache { dir: dir.clone(), source };
-        let disk = PageDisk::open(&dir, ownership_fingerprint(config)).map_err(cache_error)?;
-        let files = FileStore::open(&dir, cache.max_size).map_err(cache_error)?;
-        let freshness = Freshness {
-            index_ttl: cache.index_ttl,
-            max_stale: cache.max_stale,
-            revalidate_interval: cache.revalidate_interval,
-            negative_ttl: cache.negative_ttl,
+/// Builds the shared state from `config`: the upstreams with their credentials, the owner
+/// rule over them, the caches, and the index facade over all of it.
+pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError> {
+    let metrics = Arc::new(Metrics::register(prometheus::Registry::new()));
+    let mut upstreams = Vec::with_capacity(config.upstreams.len());
+    for upstream in &config.upstreams {
+        let credential = match &upstream.auth {
+            Some(auth) => Some(
+                crate::auth::from_config(&upstream.name, auth, env, metrics.clone())
+                    .map_err(|source| BuildError::Credential { upstream: upstream.name.clone(), source })?,
+            ),
+            None => None,
         };
-        let pages =
-            Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness, metrics.clone()));
-        Ok(App {
-            metrics,
-            pages,
-            files,
-            root: RootCache::new(cache.index_ttl),
-            fresh_cache_control: http::HeaderValue::from_str(&format!(
-                "max-age={}, public",
-                cache.client_max_age.as_secs()
-            ))
-            .expect("digits and ASCII"),
+        let built = Upstream::new(UpstreamSettings {
+            name: upstream.name.clone(),
+            base: upstream.url.clone(),
+            credential,
+            connect_timeout: upstream.connect_timeout,
+            timeout: upstream.timeout,
+            max_page_bytes: config.server.max_page_bytes,
+            metrics: metrics.clone(),
         })
+        .map_err(|source| BuildError::Client { upstream: upstream.name.clone(), source })?;
+        upstreams.push(Arc::new(built));
     }
-
-    /// The request stack, outermost first.
-    pub fn service(self: Arc<Self>, config: &Config) -> AppService {
-        let service = ServiceBuilder::new()
-            // Bound the work in flight: requests past the limit wait for a slot instead of
-            // opening ever more upstream connections and buffers (I6).
-            .concurrency_limit(config.server.max_concurrent_requests)
-            .service_fn(move |request| {
-                let app = self.clone();
-                async move { crate::handler::handle(&app, request).await }
-            });
-        BoxCloneSyncService::new(service)
-    }
+    let routes = config
+        .route_targets()
+        .map(|(route, upstream)| Route { patterns: route.projects.clone(), upstream })
+        .collect();
+    let cache = &config.cache;
+    let resolver = Arc::new(Resolver::new(upstreams, routes, cache.negative_ttl));
+    let dir = &cache.dir;
+    let cache_error = |source| BuildError::Cache { dir: dir.clone(), source };
+    let disk = PageDisk::open(dir, ownership_fingerprint(config)).map_err(cache_error)?;
+    let files = FileStore::open(dir, cache.max_size).map_err(cache_error)?;
+    let freshness = Freshness {
+        index_ttl: cache.index_ttl,
+        max_stale: cache.max_stale,
+        revalidate_interval: cache.revalidate_interval,
+        negative_ttl: cache.negative_ttl,
+    };
+    let pages =
+        Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness, metrics.clone()));
+    let index = Index::new(pages, files, RootCache::new(cache.index_ttl), metrics.clone());
+    let fresh_cache_control =
+        http::HeaderValue::from_str(&format!("max-age={}, public", cache.client_max_age.as_secs()))
+            .expect("digits and ASCII");
+    Ok(State { index, metrics, fresh_cache_control })
 }
 
 /// What decides ownership: the upstreams in order and the routes. Pages stored on disk under
@@ -143,9 +134,9 @@ fn ownership_fingerprint(config: &Config) -> String {
 
 /// Builds pipgate from `config`, binds its listener and starts serving in the background.
 pub async fn start(config: &Config, env: &dyn Environment) -> Result<Server, BuildError> {
-    let app = Arc::new(App::from_config(config, env)?);
+    let state = Arc::new(state(config, env)?);
     let addr = config.server.listen;
     let listener =
         tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })?;
-    Ok(Server::spawn(listener, app.service(config), config.server.shutdown_grace))
+    Ok(Server::spawn(listener, service(state, config), config.server.shutdown_grace))
 }

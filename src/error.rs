@@ -5,6 +5,7 @@
 //! logged here, once, with the same words.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::{Response, StatusCode, header};
 
@@ -33,6 +34,9 @@ pub enum ServeError {
     /// A download failed after pipgate had taken it on (broken off, wrong bytes, disk error).
     #[error("download of {filename:?} from upstream {upstream:?} failed: {error}")]
     Download { upstream: String, filename: String, error: FillError },
+    /// The whole request took longer than `server.request_timeout` to reach its headers.
+    #[error("pipgate did not answer within {0:?}")]
+    RequestTimeout(Duration),
 }
 
 impl ServeError {
@@ -41,6 +45,21 @@ impl ServeError {
         ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error: Arc::new(error) })
     }
 
+    /// A file fill of `upstream` failed. An upstream that never answered with the file is an
+    /// upstream failure like any other (same statuses as for pages); a download that broke off
+    /// or turned out wrong is a failed download.
+    pub fn fill_failed(upstream: &str, filename: &str, error: FillError) -> Self {
+        match error {
+            FillError::Upstream(error) => {
+                ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error })
+            }
+            error => {
+                ServeError::Download { upstream: upstream.to_owned(), filename: filename.to_owned(), error }
+            }
+        }
+    }
+
+    /// The table: which error is which status.
     pub fn status(&self) -> StatusCode {
         match self {
             ServeError::BadName(_) => StatusCode::BAD_REQUEST,
@@ -56,6 +75,7 @@ impl ServeError {
             },
             ServeError::Download { error: FillError::Io(_), .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ServeError::Download { .. } => StatusCode::BAD_GATEWAY,
+            ServeError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -69,6 +89,7 @@ impl ServeError {
             ServeError::Download { upstream, .. } => {
                 tracing::warn!(%upstream, status = status.as_u16(), "{message}")
             }
+            ServeError::RequestTimeout(_) => tracing::warn!(status = status.as_u16(), "{message}"),
             _ => {}
         }
         let mut builder =
@@ -83,19 +104,6 @@ impl ServeError {
         }
         builder.body(full(format!("{message}\n"))).expect("static headers are valid")
     }
-}
-
-/// An error and its causes, joined with `: `. Many library errors (hyper's "client error",
-/// azure_core's) hide the cause in their `Display`; logs and answers need it.
-pub fn display_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut message = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 #[cfg(test)]

@@ -5,28 +5,44 @@
 //! from a higher upstream fails closed instead of falling through to a public index. It holds
 //! the upstream credentials itself, so clients need none.
 //!
-//! A request flows top to bottom through these modules:
+//! The house, bottom to top (each part uses only those below it):
 //!
-//! - [`server`]: the listener (HTTP/1 and HTTP/2) and graceful shutdown;
-//! - [`app`]: builds everything from the [`config`] and stacks the service layers;
-//! - [`handler`]: routes paths to the simple-page and file handlers;
-//! - [`resolve`]: the owner rule over the ordered upstreams and routes;
-//! - [`upstream`]: HTTP to one upstream, with its [`auth`] credential and the redirect rules;
-//! - [`pypi`]: the pure domain: names, media types, the page model, URL rewriting;
-//! - [`cache`]: index pages and files, kept and verified;
-//! - [`metrics`]: the Prometheus registry the other parts record into;
-//! - [`error`]: the single mapping from errors to HTTP answers.
+//! - `pypi`: the pure domain: names, media types, the page model, HTML/JSON, URL rewriting;
+//! - `config`: typed configuration from TOML and `PIPGATE_*` overlays;
+//! - `auth`: upstream credentials (basic, bearer, Azure identities with refresh);
+//! - `upstream`: HTTP to one upstream, with its credential and the redirect rules;
+//! - `resolve`: the owner rule over the ordered upstreams and routes;
+//! - `cache`: index pages, files and the root list, kept and verified;
+//! - `index`: the one door handlers use: a page, a file or the root list, with its owner;
+//! - `state`: what all handlers share;
+//! - `handler`: routes paths to the simple-page and file handlers;
+//! - `layers`: request id and trace, metrics, rescue, timeout, concurrency limit;
+//! - `app`: builds everything from the config and stacks the layers: read it first;
+//! - `server`: the listener (HTTP/1 and HTTP/2) and graceful shutdown, given a service.
+//!
+//! Beside them: `error` (the one table from errors to answers), `metrics` (the registry the
+//! parts record into), `secret` and `error_chain` (small helpers at the bottom).
+//!
+//! The public surface is what the binary, the tests and the benches need: starting a server
+//! from a config, the config types, and the pure domain for parser tests and benches.
 
-pub mod app;
-pub mod auth;
-pub mod body;
-pub mod cache;
+mod app;
+mod auth;
+mod body;
+mod cache;
 pub mod config;
-pub mod error;
-pub mod handler;
-pub mod metrics;
+mod error;
+mod error_chain;
+mod handler;
+mod index;
+mod layers;
+mod metrics;
 pub mod pypi;
-pub mod resolve;
-pub mod secret;
-pub mod server;
-pub mod upstream;
+mod resolve;
+mod secret;
+mod server;
+mod state;
+mod upstream;
+
+pub use app::{BuildError, start};
+pub use server::Server;

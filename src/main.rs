@@ -71,7 +71,7 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(&source, &ProcessEnv)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = pipgate::app::start(&config, &ProcessEnv).await?;
+        let server = pipgate::start(&config, &ProcessEnv).await?;
         for upstream in &config.upstreams {
             tracing::info!(upstream = %upstream.name, url = %upstream.url, auth = upstream.auth.is_some(), "upstream");
         }

@@ -124,7 +124,8 @@ impl Metrics {
         }
     }
 
-    /// Metrics for code that runs without a server (unit tests, benches).
+    /// Metrics for unit tests, which run without a server.
+    #[cfg(test)]
     pub fn unregistered() -> Metrics {
         Metrics::register(Registry::new())
     }

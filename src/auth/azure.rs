@@ -43,8 +43,8 @@ impl AzureCredential {
         env: &dyn Environment,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Result<Self, AuthError> {
-        let client_secret = match config.client_secret_source() {
-            Some(source) => Some(SecretValue::new(source, env)?),
+        let client_secret = match config.client_secret.source() {
+            Some(source) => Some(SecretValue::new(source.clone(), env)?),
             None => None,
         };
         let authority_host = env
@@ -144,7 +144,7 @@ impl AzureTokenSource {
             }))
             .map(|c| c as Arc<dyn TokenCredential>),
         };
-        built.map_err(|e| crate::error::display_chain(&e))
+        built.map_err(|e| crate::error_chain::display_chain(&e))
     }
 }
 
@@ -155,7 +155,7 @@ impl TokenSource for AzureTokenSource {
             let token = credential
                 .get_token(&[self.config.scope.as_str()], None)
                 .await
-                .map_err(|e| crate::error::display_chain(&e))?;
+                .map_err(|e| crate::error_chain::display_chain(&e))?;
             Ok(FreshToken {
                 value: crate::secret::Secret::new(token.token.secret()),
                 expires_at: std::time::SystemTime::from(token.expires_on),

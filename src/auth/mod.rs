@@ -12,7 +12,6 @@ mod secret_value;
 mod static_kinds;
 
 pub use azure::AzureCredential;
-pub use refresh::{FreshToken, RefreshingToken, TokenSource};
 pub use secret_value::SecretValue;
 pub use static_kinds::{BasicCredential, BearerCredential};
 
@@ -70,12 +69,11 @@ pub fn from_config(
     Ok(match auth {
         AuthConfig::Azure(azure) => Arc::new(AzureCredential::start(upstream, azure, env, metrics)?),
         AuthConfig::Basic(basic) => {
-            let source = basic.password_source().expect("checked when the config loaded");
-            Arc::new(BasicCredential::new(basic.username.clone(), SecretValue::new(source, env)?))
+            let password = SecretValue::new(basic.password.source().clone(), env)?;
+            Arc::new(BasicCredential::new(basic.username.clone(), password))
         }
         AuthConfig::Bearer(bearer) => {
-            let source = bearer.token_source().expect("checked when the config loaded");
-            Arc::new(BearerCredential::new(SecretValue::new(source, env)?))
+            Arc::new(BearerCredential::new(SecretValue::new(bearer.token.source().clone(), env)?))
         }
     })
 }

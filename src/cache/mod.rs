@@ -5,11 +5,14 @@
 //!   ([`rendered`]); see the module for the freshness flow.
 //! - [`files`]: artifacts on disk, content-addressed by sha256, verified before they are
 //!   committed, filled once however many clients ask, evicted least-recently-used.
+//! - [`root`]: the root project list, merged from every upstream and kept for `index_ttl`.
 
 pub mod entry;
 pub mod files;
 pub mod page_disk;
 pub mod pages;
 pub mod rendered;
+pub mod root;
 
-pub use pages::{Freshness, PageCache, Served};
+pub use pages::{Freshness, PageCache};
+pub use root::RootCache;

@@ -56,11 +56,21 @@ impl Environment for MapEnv {
 }
 
 /// One overlay: the key path it sets and the variable it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Overlay {
     pub variable: String,
     pub path: Vec<String>,
+    /// The raw value, which may be a secret: never shown by `Debug`.
     pub value: String,
+}
+
+impl std::fmt::Debug for Overlay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Overlay")
+            .field("variable", &self.variable)
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The `PIPGATE_*` overlays, sorted so that lists fill in index order.

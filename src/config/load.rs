@@ -4,7 +4,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::env::{self, Environment, Overlay};
-use super::model::{AuthConfig, AzureAuthConfig, AzureIdentity, Config, SecretSource};
+use super::model::{AuthConfig, AzureAuthConfig, AzureIdentity, Config};
+use super::secret::{INLINE_SECRET_KEYS, SecretSource};
 use crate::pypi::name::normalize_pattern;
 
 /// The config pipgate runs when no file is given.
@@ -64,14 +65,16 @@ pub fn load(source: &ConfigSource, env: &dyn Environment) -> Result<Config, Conf
     })?;
     let overlays = env::overlays(env);
     for overlay in &overlays {
-        set_path(&mut table, &overlay.path, overlay_value(&overlay.value)).map_err(|message| {
-            ConfigError {
-                origin: format!("environment variable {}", overlay.variable),
-                key: Some(env::display_path(&overlay.path)),
-                message,
-            }
+        let secret = overlay.path.last().is_some_and(|key| INLINE_SECRET_KEYS.contains(&key.as_str()));
+        let value =
+            if secret { toml::Value::String(overlay.value.clone()) } else { overlay_value(&overlay.value) };
+        set_path(&mut table, &overlay.path, value).map_err(|message| ConfigError {
+            origin: format!("environment variable {}", overlay.variable),
+            key: Some(env::display_path(&overlay.path)),
+            message,
         })?;
     }
+    fill_default_cache_dir(&mut table, env);
     let errors = Errors { source, overlays: &overlays };
     let mut config: Config = serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|e| {
         let key = e.path().to_string();
@@ -106,9 +109,6 @@ impl Errors<'_> {
 
 /// Meaning checks that types alone cannot make, plus small normalizations.
 fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Result<(), ConfigError> {
-    if config.cache.dir.is_none() {
-        config.cache.dir = Some(default_cache_dir(env));
-    }
     if config.upstreams.is_empty() {
         return Err(errors.at("upstream", "at least one [[upstream]] is required"));
     }
@@ -159,13 +159,14 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
         }
     }
     for (i, route) in config.routes.iter_mut().enumerate() {
-        if !config.upstreams.iter().any(|u| u.name == route.upstream) {
+        let Some(position) = config.upstreams.iter().position(|u| u.name == route.upstream) else {
             let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
             return Err(errors.at(
                 &format!("route[{i}].upstream"),
                 format!("no upstream is named {:?} (known: {})", route.upstream, names.join(", ")),
             ));
-        }
+        };
+        route.upstream_index = position;
         if route.projects.is_empty() {
             return Err(
                 errors.at(&format!("route[{i}].projects"), "a route needs at least one project pattern")
@@ -186,40 +187,30 @@ fn check_auth(
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
     match auth {
-        AuthConfig::Basic(basic) => check_secret(
-            basic.password_source(),
-            "give exactly one of password, password_env or password_file",
-            env,
-            &format!("{key}.basic"),
-            errors,
-        ),
-        AuthConfig::Bearer(bearer) => check_secret(
-            bearer.token_source(),
-            "give exactly one of token, token_env or token_file",
-            env,
-            &format!("{key}.bearer"),
-            errors,
-        ),
+        AuthConfig::Basic(basic) => {
+            check_secret(basic.password.source(), env, &format!("{key}.basic"), errors)
+        }
+        AuthConfig::Bearer(bearer) => {
+            check_secret(bearer.token.source(), env, &format!("{key}.bearer"), errors)
+        }
         AuthConfig::Azure(azure) => check_azure(azure, env, &format!("{key}.azure"), errors),
     }
 }
 
-/// A secret given exactly once (`source` is `None` otherwise) and available now: an env var
-/// that is set, a file that reads.
+/// The one check of a secret setting (that exactly one spelling is given, the deserializer
+/// already made sure): it is available now, an env var that is set, a file that reads.
 fn check_secret(
-    source: Option<SecretSource>,
-    one_of: &str,
+    source: &SecretSource,
     env: &dyn Environment,
     key: &str,
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
     match source {
-        None => Err(errors.at(key, one_of)),
-        Some(SecretSource::Env(var)) if env.var(&var).is_none_or(|v| v.is_empty()) => {
+        SecretSource::Env(var) if env.var(var).is_none_or(|v| v.is_empty()) => {
             Err(errors.at(key, format!("environment variable {var} is not set or empty")))
         }
-        Some(SecretSource::File(path)) => read_secret_file(&path).map(drop).map_err(|m| errors.at(key, m)),
-        Some(_) => Ok(()),
+        SecretSource::File(path) => read_secret_file(path).map(drop).map_err(|m| errors.at(key, m)),
+        _ => Ok(()),
     }
 }
 
@@ -229,11 +220,9 @@ fn check_azure(
     key: &str,
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
-    let has_secret = azure.client_secret.is_some()
-        || azure.client_secret_env.is_some()
-        || azure.client_secret_file.is_some();
+    let secret = azure.client_secret.source();
     if azure.identity != AzureIdentity::ServicePrincipal {
-        if has_secret || azure.certificate_file.is_some() {
+        if secret.is_some() || azure.certificate_file.is_some() {
             return Err(errors
                 .at(key, "a client secret or certificate only goes with identity = \"service-principal\""));
         }
@@ -246,16 +235,29 @@ fn check_azure(
     }
     let one_of =
         "give exactly one of client_secret, client_secret_env, client_secret_file or certificate_file";
-    match &azure.certificate_file {
-        Some(_) if has_secret => Err(errors.at(key, one_of)),
-        Some(path) => std::fs::metadata(path).map(drop).map_err(|e| {
+    match (&azure.certificate_file, secret) {
+        (Some(_), Some(_)) | (None, None) => Err(errors.at(key, one_of)),
+        (Some(path), None) => std::fs::metadata(path).map(drop).map_err(|e| {
             errors.at(&format!("{key}.certificate_file"), format!("cannot read {}: {e}", path.display()))
         }),
-        None => check_secret(azure.client_secret_source(), one_of, env, key, errors),
+        (None, Some(source)) => check_secret(source, env, key, errors),
     }
 }
 
-/// `$XDG_CACHE_HOME/pipgate`, else `$HOME/.cache/pipgate`, else `./pipgate-cache`.
+/// Sets `cache.dir` to its default when neither the file nor an overlay gave one, so the
+/// config type always holds a directory.
+fn fill_default_cache_dir(table: &mut toml::Table, env: &dyn Environment) {
+    let cache = table.entry("cache").or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    if let toml::Value::Table(cache) = cache {
+        if !cache.contains_key("dir") {
+            let dir = default_cache_dir(env).to_string_lossy().into_owned();
+            cache.insert("dir".to_owned(), toml::Value::String(dir));
+        }
+    }
+}
+
+/// `$XDG_CACHE_HOME/pipgate`, else `$HOME/.cache/pipgate`, else `pipgate` in the system's
+/// temporary directory: never inside the working directory, which may be a source checkout.
 fn default_cache_dir(env: &dyn Environment) -> PathBuf {
     if let Some(dir) = env.var("XDG_CACHE_HOME").filter(|d| !d.is_empty()) {
         return Path::new(&dir).join("pipgate");
@@ -263,7 +265,7 @@ fn default_cache_dir(env: &dyn Environment) -> PathBuf {
     if let Some(home) = env.var("HOME").filter(|d| !d.is_empty()) {
         return Path::new(&home).join(".cache/pipgate");
     }
-    PathBuf::from("pipgate-cache")
+    std::env::temp_dir().join("pipgate")
 }
 
 /// Reads a secret file, trimming one trailing newline (as `kubectl create secret` files have).

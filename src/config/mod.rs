@@ -7,10 +7,12 @@
 mod env;
 mod load;
 mod model;
+mod secret;
 
 pub use env::{Environment, MapEnv, ProcessEnv};
 pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, read_secret_file};
 pub use model::{
     AZURE_DEVOPS_SCOPE, AuthConfig, AzureAuthConfig, AzureIdentity, BasicAuthConfig, BearerAuthConfig,
-    CacheConfig, Config, RouteConfig, SecretSource, ServerConfig, TokenPresentation, UpstreamConfig,
+    CacheConfig, Config, RouteConfig, ServerConfig, TokenPresentation, UpstreamConfig,
 };
+pub use secret::{RequiredSecret, SecretKey, SecretSetting, SecretSource};

@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use url::Url;
 
-use crate::secret::Secret;
+use super::secret::{ClientSecret, Password, RequiredSecret, SecretSetting, Token};
 
 /// The whole configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -15,7 +15,7 @@ use crate::secret::Secret;
 pub struct Config {
     #[serde(default)]
     pub server: ServerConfig,
-    #[serde(default)]
+    /// Always present: the loader fills in `cache.dir` before the config is read.
     pub cache: CacheConfig,
     /// Upstreams in priority order: the first that has a project owns it, whole.
     #[serde(rename = "upstream", default)]
@@ -42,6 +42,10 @@ pub struct ServerConfig {
     /// How long in-flight requests may finish after a shutdown signal. Default `30s`.
     #[serde(default = "default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
+    /// Deadline for a whole request up to its response headers (a body may stream longer).
+    /// Default `5m`: a range request on a cold file waits for the whole file.
+    #[serde(default = "default_request_timeout", with = "duration")]
+    pub request_timeout: Duration,
 }
 
 impl Default for ServerConfig {
@@ -51,6 +55,7 @@ impl Default for ServerConfig {
             max_page_bytes: default_max_page_bytes(),
             max_concurrent_requests: default_max_concurrent_requests(),
             shutdown_grace: default_shutdown_grace(),
+            request_timeout: default_request_timeout(),
         }
     }
 }
@@ -67,15 +72,18 @@ fn default_max_concurrent_requests() -> usize {
 fn default_shutdown_grace() -> Duration {
     Duration::from_secs(30)
 }
+fn default_request_timeout() -> Duration {
+    Duration::from_secs(300)
+}
 
 /// `[cache]`: index pages in memory and on disk, artifacts on disk.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// Where pages and files are kept. Default: `$XDG_CACHE_HOME/pipgate`, else
-    /// `$HOME/.cache/pipgate`, else `pipgate-cache` in the working directory.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub dir: Option<PathBuf>,
+    /// `$HOME/.cache/pipgate`, else `pipgate` in the system's temporary directory; the loader
+    /// fills the default in before the config is read, so it is always set here.
+    pub dir: PathBuf,
     /// Disk space for cached files; least recently used ones go first. Default `10GiB`.
     #[serde(default = "default_max_size", with = "byte_size")]
     pub max_size: u64,
@@ -99,21 +107,6 @@ pub struct CacheConfig {
     /// `Cache-Control: max-age` sent to clients with fresh index pages. Default `60s`.
     #[serde(default = "default_client_max_age", with = "duration")]
     pub client_max_age: Duration,
-}
-
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            dir: None,
-            max_size: default_max_size(),
-            memory_max_size: default_memory_size(),
-            index_ttl: default_index_ttl(),
-            max_stale: default_max_stale(),
-            revalidate_interval: default_revalidate_interval(),
-            negative_ttl: default_negative_ttl(),
-            client_max_age: default_client_max_age(),
-        }
-    }
 }
 
 fn default_max_size() -> u64 {
@@ -202,20 +195,17 @@ pub enum TokenPresentation {
 }
 
 /// `auth = { azure = "workload-identity" }`, or a table with `identity` and options.
+/// (Unknown keys are refused by the flattened `client_secret` setting.)
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AzureAuthConfig {
     pub identity: AzureIdentity,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub client_id: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret_file: Option<PathBuf>,
+    /// `client_secret`, `client_secret_env` or `client_secret_file`, for a service principal.
+    #[serde(flatten)]
+    pub client_secret: SecretSetting<ClientSecret>,
     /// PEM file with the service principal's certificate and its RSA private key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate_file: Option<PathBuf>,
@@ -234,36 +224,33 @@ impl AzureAuthConfig {
             identity,
             client_id: None,
             tenant_id: None,
-            client_secret: None,
-            client_secret_env: None,
-            client_secret_file: None,
+            client_secret: SecretSetting::new(None),
             certificate_file: None,
             scope: default_scope(),
             present_as: TokenPresentation::default(),
             username: default_username(),
         }
     }
-
-    pub fn client_secret_source(&self) -> Option<SecretSource> {
-        one_source(&self.client_secret, &self.client_secret_env, &self.client_secret_file)
-    }
 }
 
-/// Reads `azure = "kind"` or `azure = { identity = "kind", … }`.
+/// Reads `azure = "kind"` or `azure = { identity = "kind", … }`. A visitor rather than an
+/// untagged enum, so that a mistake inside the table is reported as itself, not as "neither".
 fn azure_auth<'de, D: Deserializer<'de>>(deserializer: D) -> Result<AzureAuthConfig, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(
-        untagged,
-        expecting = "an identity kind (\"managed-identity\", \"workload-identity\", \"service-principal\", \"azure-cli\") or a table with `identity` and its options"
-    )]
-    enum Input {
-        Identity(AzureIdentity),
-        Table(AzureAuthConfig),
+    struct AzureVisitor;
+    impl<'de> serde::de::Visitor<'de> for AzureVisitor {
+        type Value = AzureAuthConfig;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an identity kind (\"managed-identity\", \"workload-identity\", \"service-principal\", \"azure-cli\") or a table with `identity` and its options")
+        }
+        fn visit_str<E: serde::de::Error>(self, kind: &str) -> Result<AzureAuthConfig, E> {
+            let identity = AzureIdentity::deserialize(serde::de::value::StrDeserializer::<E>::new(kind))?;
+            Ok(AzureAuthConfig::for_identity(identity))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<AzureAuthConfig, A::Error> {
+            AzureAuthConfig::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
     }
-    Ok(match Input::deserialize(deserializer)? {
-        Input::Identity(identity) => AzureAuthConfig::for_identity(identity),
-        Input::Table(table) => table,
-    })
+    deserializer.deserialize_any(AzureVisitor)
 }
 
 fn default_scope() -> String {
@@ -273,16 +260,11 @@ fn default_scope() -> String {
 /// HTTP Basic: a username and a password from exactly one of `password`, `password_env`,
 /// `password_file`. An Azure DevOps PAT goes here, with any username.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BasicAuthConfig {
     #[serde(default = "default_username")]
     pub username: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub password_file: Option<PathBuf>,
+    #[serde(flatten)]
+    pub password: RequiredSecret<Password>,
 }
 
 fn default_username() -> String {
@@ -291,44 +273,9 @@ fn default_username() -> String {
 
 /// A bearer token from exactly one of `token`, `token_env`, `token_file`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BearerAuthConfig {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token: Option<Secret>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_env: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub token_file: Option<PathBuf>,
-}
-
-/// Where a secret comes from, once the config is checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretSource {
-    Inline(Secret),
-    Env(String),
-    File(PathBuf),
-}
-
-impl BasicAuthConfig {
-    pub fn password_source(&self) -> Option<SecretSource> {
-        one_source(&self.password, &self.password_env, &self.password_file)
-    }
-}
-
-impl BearerAuthConfig {
-    pub fn token_source(&self) -> Option<SecretSource> {
-        one_source(&self.token, &self.token_env, &self.token_file)
-    }
-}
-
-/// The single given source, or `None` when zero or several are given.
-fn one_source(inline: &Option<Secret>, env: &Option<String>, file: &Option<PathBuf>) -> Option<SecretSource> {
-    match (inline, env, file) {
-        (Some(secret), None, None) => Some(SecretSource::Inline(secret.clone())),
-        (None, Some(var), None) => Some(SecretSource::Env(var.clone())),
-        (None, None, Some(path)) => Some(SecretSource::File(path.clone())),
-        _ => None,
-    }
+    #[serde(flatten)]
+    pub token: RequiredSecret<Token>,
 }
 
 /// `[[route]]`: projects matching any pattern resolve only through `upstream`.
@@ -339,6 +286,16 @@ pub struct RouteConfig {
     /// normalization: `acme-*` also covers `Acme_Core`.
     pub projects: Vec<String>,
     pub upstream: String,
+    /// The position of `upstream` in the upstream list, found when the config loads.
+    #[serde(skip)]
+    pub(super) upstream_index: usize,
+}
+
+impl Config {
+    /// Each route with the position of its upstream in `upstreams`.
+    pub fn route_targets(&self) -> impl Iterator<Item = (&RouteConfig, usize)> {
+        self.routes.iter().map(|route| (route, route.upstream_index))
+    }
 }
 
 /// Sizes as people write them: `20GiB`, `512MiB`, `64kB`, or a plain number of bytes.

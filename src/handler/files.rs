@@ -14,29 +14,18 @@ use http_body_util::{BodyExt, StreamBody};
 
 use super::conditional::{RangeAsk, not_modified, range};
 use super::{UPSTREAM_HEADER, decode_segment};
-use crate::app::App;
 use crate::body::{ResponseBody, empty};
-use crate::cache::entry::CachedProject;
-use crate::cache::files::{FileChunks, FillError, Lookup, Phase, file_chunks, is_sha256};
+use crate::cache::files::{FileChunks, Fill, FillError, Phase, file_chunks};
 use crate::error::ServeError;
+use crate::index::{FileSource, ListedFile};
 use crate::pypi::ProjectName;
-use crate::pypi::simple::CoreMetadata;
-use crate::resolve::ResolveError;
-use crate::upstream::{Expected, Upstream};
+use crate::state::State;
 
 /// Verified files never change under their name and hash.
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
 
-/// A file to serve: where it comes from and what it must be.
-struct Located {
-    url: String,
-    expected: Expected,
-    /// Lowercase hex, when the index gives one: the cache key and the ETag.
-    sha256: Option<String>,
-}
-
 pub async fn file(
-    app: &App,
+    state: &State,
     method: &Method,
     headers: &HeaderMap,
     project_segment: &str,
@@ -47,78 +36,62 @@ pub async fn file(
         return Err(ServeError::NotFound);
     }
     let filename = decode_segment(filename_segment).ok_or(ServeError::NotFound)?;
-    let served = app.pages.get(&project, false).await?.ok_or(ServeError::ProjectNotFound(project.clone()))?;
-    let upstream = app.pages.resolver().upstream(served.project.owner).clone();
-    let located = locate(&filename, &served.project).ok_or_else(|| ServeError::FileNotListed {
-        project: project.clone(),
-        filename: filename.clone(),
-        upstream: upstream.name().to_owned(),
-    })?;
-    let base = Answer::new(&upstream, &filename, located.sha256.as_deref());
-
-    let Some(sha256) = located.sha256.clone() else {
-        return pass_through(base, method, &upstream, located).await;
-    };
-    if not_modified(headers, base.etag.as_ref().expect("set with a sha256")) {
-        return Ok(base.finish(StatusCode::NOT_MODIFIED, None, None, empty()));
-    }
-    if method == Method::HEAD {
+    let listed = state.index.file(&project, &filename).await?;
+    let base = Answer::new(&listed);
+    if let Some(etag) = &base.etag {
+        if not_modified(headers, etag) {
+            return Ok(base.finish(StatusCode::NOT_MODIFIED, None, None, empty()));
+        }
         // Answered from the index when it gives the size: no upstream request, and Azure feeds
-        // refuse HEAD anyway. Without a size, the lookup below answers it.
-        if let Some(size) = located.expected.size {
+        // refuse HEAD anyway. Without a size, the source below answers it.
+        if let (true, Some(size)) = (method == Method::HEAD, listed.expected.size) {
             return Ok(base.finish(StatusCode::OK, Some(size), None, empty()));
         }
     }
-    let lookup = app.files.get_or_fill(&sha256, &upstream, &located.url, located.expected.clone());
-    let result = match lookup {
-        Lookup::Hit { .. } => "hit",
-        Lookup::Filling(_) => "miss",
-        Lookup::Unavailable => "bypass",
-    };
-    app.metrics.cache_lookups.with_label_values(&["file", result]).inc();
-    match lookup {
-        Lookup::Unavailable => pass_through(base, method, &upstream, located).await,
-        Lookup::Hit { file, size } => {
+    match state.index.open(&listed) {
+        FileSource::Cached { file, size } => {
             Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))
         }
-        Lookup::Filling(fill) => {
-            let mut state = fill.state.clone();
-            let wants_range = headers.contains_key(header::RANGE);
-            // A range needs the whole file (uv asks for the end of a wheel first): wait for it.
-            // A full download streams as soon as the upstream answers.
-            let ready = state
-                .wait_for(|s| match s.phase {
-                    Phase::Connecting => false,
-                    Phase::Streaming => !wants_range,
-                    Phase::Done | Phase::Failed(_) => true,
-                })
-                .await
-                .map(|s| s.clone())
-                .map_err(|_| {
-                    download_error(&upstream, &filename, FillError::Stream("the fill stopped".into()))
-                })?;
-            match ready.phase {
-                Phase::Failed(FillError::Upstream(error)) => {
-                    Err(ServeError::Upstream(ResolveError { upstream: upstream.name().to_owned(), error }))
-                }
-                Phase::Failed(error) => Err(download_error(&upstream, &filename, error)),
-                Phase::Done => {
-                    let size = ready.written;
-                    Ok(ranged(base, method, headers, size, |start, end| {
-                        file_chunks(fill.file.clone(), start, end, None)
-                    }))
-                }
-                Phase::Streaming | Phase::Connecting => {
-                    let content_type = ready.content_type.clone();
-                    let end = ready.total.unwrap_or(u64::MAX);
-                    let body = if method == Method::HEAD {
-                        empty()
-                    } else {
-                        stream_body(file_chunks(fill.file.clone(), 0, end, Some(fill.state.clone())))
-                    };
-                    Ok(base.finish(StatusCode::OK, ready.total, content_type, body))
-                }
-            }
+        FileSource::Filling(fill) => from_fill(base, method, headers, &listed, fill).await,
+        FileSource::PassThrough => pass_through(state, base, method, &listed).await,
+    }
+}
+
+/// A file being filled: a full download streams as soon as the upstream answers; a range
+/// needs the whole file (uv asks for the end of a wheel first), so it waits for the commit.
+async fn from_fill(
+    base: Answer,
+    method: &Method,
+    headers: &HeaderMap,
+    listed: &ListedFile,
+    fill: Arc<Fill>,
+) -> Result<Response<ResponseBody>, ServeError> {
+    let wants_range = headers.contains_key(header::RANGE);
+    let failed = |error| ServeError::fill_failed(listed.owner.name(), &listed.filename, error);
+    let ready = fill
+        .state
+        .clone()
+        .wait_for(|s| match s.phase {
+            Phase::Connecting => false,
+            Phase::Streaming => !wants_range,
+            Phase::Done | Phase::Failed(_) => true,
+        })
+        .await
+        .map(|s| s.clone())
+        .map_err(|_| failed(FillError::Stream("the fill stopped".into())))?;
+    match ready.phase {
+        Phase::Failed(error) => Err(failed(error)),
+        Phase::Done => Ok(ranged(base, method, headers, ready.written, |start, end| {
+            file_chunks(fill.file.clone(), start, end, None)
+        })),
+        Phase::Streaming | Phase::Connecting => {
+            let end = ready.total.unwrap_or(u64::MAX);
+            let body = if method == Method::HEAD {
+                empty()
+            } else {
+                stream_body(file_chunks(fill.file.clone(), 0, end, Some(fill.state.clone())))
+            };
+            Ok(base.finish(StatusCode::OK, ready.total, ready.content_type, body))
         }
     }
 }
@@ -131,11 +104,14 @@ struct Answer {
 }
 
 impl Answer {
-    fn new(upstream: &Upstream, filename: &str, sha256: Option<&str>) -> Answer {
+    fn new(listed: &ListedFile) -> Answer {
         Answer {
-            upstream: HeaderValue::from_str(upstream.name()).expect("upstream names are header-safe"),
-            content_type: HeaderValue::from_static(guess_content_type(filename)),
-            etag: sha256.map(|sha| HeaderValue::from_str(&format!("\"{sha}\"")).expect("hex is header-safe")),
+            upstream: HeaderValue::from_str(listed.owner.name()).expect("upstream names are header-safe"),
+            content_type: HeaderValue::from_static(guess_content_type(&listed.filename)),
+            etag: listed
+                .sha256
+                .as_ref()
+                .map(|sha| HeaderValue::from_str(&format!("\"{sha}\"")).expect("hex is header-safe")),
         }
     }
 
@@ -209,21 +185,18 @@ fn stream_body(chunks: FileChunks) -> ResponseBody {
 /// A file without a sha256 in the index, or any file while the cache disk is failing:
 /// streamed through, checked as it streams, not cached.
 async fn pass_through(
+    state: &State,
     base: Answer,
     method: &Method,
-    upstream: &Arc<Upstream>,
-    located: Located,
+    listed: &ListedFile,
 ) -> Result<Response<ResponseBody>, ServeError> {
     if method == Method::HEAD {
         // Answered from the index alone: Azure feeds refuse HEAD.
-        return Ok(base.finish(StatusCode::OK, located.expected.size, None, empty()));
+        return Ok(base.finish(StatusCode::OK, listed.expected.size, None, empty()));
     }
-    let response = upstream
-        .fetch_file(&located.url, located.expected.clone())
-        .await
-        .map_err(|e| ServeError::upstream(upstream.name(), e))?;
+    let response = state.index.pass_through(listed).await?;
     let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-    let length = located.expected.size.or_else(|| {
+    let length = listed.expected.size.or_else(|| {
         response
             .headers()
             .get(header::CONTENT_LENGTH)
@@ -235,32 +208,6 @@ async fn pass_through(
     // Streamed through, so no ranges, even for a file the cache would otherwise hold.
     answer.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
     Ok(answer)
-}
-
-fn download_error(upstream: &Upstream, filename: &str, error: FillError) -> ServeError {
-    ServeError::Download { upstream: upstream.name().to_owned(), filename: filename.to_owned(), error }
-}
-
-/// The upstream URL and expectations for `filename`: a listed file, or the PEP 658 metadata
-/// of a listed file that offers it.
-fn locate(filename: &str, page: &CachedProject) -> Option<Located> {
-    if let Some(file) = page.file(filename) {
-        return Some(located(file.url.clone(), file.hashes.get("sha256"), file.size));
-    }
-    let stem = filename.strip_suffix(".metadata")?;
-    let file = page.file(stem).filter(|f| f.has_metadata())?;
-    let mut url = url::Url::parse(&file.url).ok()?;
-    url.set_path(&format!("{}.metadata", url.path()));
-    let sha256 = match &file.core_metadata {
-        Some(CoreMetadata::Hashes(hashes)) => hashes.get("sha256"),
-        _ => None,
-    };
-    Some(located(url.into(), sha256, None))
-}
-
-fn located(url: String, sha256: Option<&String>, size: Option<u64>) -> Located {
-    let sha256 = sha256.map(|h| h.to_ascii_lowercase()).filter(|h| is_sha256(h));
-    Located { url, expected: Expected::new(sha256.as_deref(), size), sha256 }
 }
 
 fn guess_content_type(filename: &str) -> &'static str {

@@ -8,91 +8,77 @@
 //! | `/healthz`, `/readyz`           | liveness and readiness                          |
 //! | `/metrics`                      | Prometheus metrics                              |
 //!
-//! Nothing else is served: no route fetches a URL that a client supplies.
+//! Nothing else is served: no route fetches a URL that a client supplies. Handlers return
+//! `Result<_, ServeError>`; the rescue layer (see [`crate::app`]) turns errors into answers.
 
 mod conditional;
 mod files;
-pub mod simple;
+mod simple;
 
-use std::convert::Infallible;
-use std::time::Instant;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
 
+use http::request::Parts;
 use http::{Method, Request, Response, StatusCode, header};
 
-use crate::app::App;
 use crate::body::{ResponseBody, full};
 use crate::error::ServeError;
-
-/// Answers one request. Errors become responses here, so the service never fails.
-pub async fn handle<B>(app: &App, request: Request<B>) -> Result<Response<ResponseBody>, Infallible> {
-    let started = Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    app.metrics.in_flight.inc();
-    let response = route(app, &request).await.unwrap_or_else(ServeError::into_response);
-    app.metrics.in_flight.dec();
-    record(app, &path, &response, started);
-    tracing::info!(
-        method = %method,
-        path = %path,
-        status = response.status().as_u16(),
-        upstream = response.headers().get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok()).unwrap_or("-"),
-        ms = started.elapsed().as_millis() as u64,
-        "request"
-    );
-    Ok(response)
-}
-
-/// A bounded route label for metrics: never the project or file name.
-fn route_label(path: &str) -> &'static str {
-    match path {
-        "/simple/" => "simple_root",
-        "/metrics" => "metrics",
-        "/healthz" | "/readyz" => "health",
-        _ if path.starts_with("/simple/") => "simple_project",
-        _ if path.starts_with("/files/") => "files",
-        _ => "other",
-    }
-}
-
-/// Counts an answer: by route and status, its latency to headers, and its length when known.
-fn record(app: &App, path: &str, response: &Response<ResponseBody>, started: Instant) {
-    let route = route_label(path);
-    let metrics = &app.metrics;
-    metrics.requests.with_label_values(&[route, response.status().as_str()]).inc();
-    metrics.request_seconds.with_label_values(&[route]).observe(started.elapsed().as_secs_f64());
-    let declared = response
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok());
-    if let Some(length) = declared.or_else(|| http_body::Body::size_hint(response.body()).exact()) {
-        metrics.bytes_served.with_label_values(&[route]).inc_by(length);
-    }
-}
+use crate::state::State;
 
 /// Names the upstream that owns what a response carries, for people debugging resolution.
 pub const UPSTREAM_HEADER: &str = "x-pipgate-upstream";
+/// Marks answers served past their freshness (stale-while-revalidate or stale-on-error).
+pub const STALE_HEADER: &str = "x-pipgate-stale";
 
-async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBody>, ServeError> {
-    if request.method() != Method::GET && request.method() != Method::HEAD {
+/// The innermost service: routes a request to its handler.
+#[derive(Debug, Clone)]
+pub struct Router {
+    state: Arc<State>,
+}
+
+impl Router {
+    pub fn new(state: Arc<State>) -> Self {
+        Router { state }
+    }
+}
+
+impl<B> tower::Service<Request<B>> for Router {
+    type Response = Response<ResponseBody>;
+    type Error = ServeError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ServeError>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), ServeError>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let state = self.state.clone();
+        // Only the head is needed: no read route takes a body.
+        let (request, _body) = request.into_parts();
+        Box::pin(async move { route(&state, &request).await })
+    }
+}
+
+async fn route(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {
+    if request.method != Method::GET && request.method != Method::HEAD {
         return Err(ServeError::MethodNotAllowed);
     }
-    let path = request.uri().path();
-    let query = request.uri().query();
+    let path = request.uri.path();
     match path {
         // Liveness never depends on an upstream or on Azure.
-        "/healthz" => return Ok(text(StatusCode::OK, "ok\n")),
-        "/readyz" => return Ok(readiness(app)),
+        "/healthz" => return Ok(text(StatusCode::OK, "ok\n".into())),
+        "/readyz" => return Ok(readiness(state)),
         "/metrics" => {
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
-                .body(full(app.metrics.render()))
+                .body(full(state.metrics.render()))
                 .expect("static headers are valid"));
         }
-        "/simple" => return Ok(redirect("simple/", query)),
-        "/simple/" => return simple::root(app, request).await,
+        "/simple" => return Ok(redirect("simple/", request.uri.query())),
+        "/simple/" => return simple::root(state, request).await,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/simple/") {
@@ -103,7 +89,7 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
         if segment.contains('/') {
             return Err(ServeError::NotFound);
         }
-        return simple::project(app, request, segment, slash).await;
+        return simple::project(state, request, segment, slash).await;
     }
     if let Some(rest) = path.strip_prefix("/files/") {
         let Some((project, filename)) = rest.split_once('/') else {
@@ -112,23 +98,21 @@ async fn route<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBo
         if filename.contains('/') {
             return Err(ServeError::NotFound);
         }
-        return files::file(app, request.method(), request.headers(), project, filename).await;
+        return files::file(state, &request.method, &request.headers, project, filename).await;
     }
     Err(ServeError::NotFound)
 }
 
 /// Ready when every authenticated upstream holds a credential it can use (a first token).
-fn readiness(app: &App) -> Response<ResponseBody> {
-    let waiting: Vec<&str> =
-        app.pages.resolver().upstreams().iter().filter(|u| !u.is_ready()).map(|u| u.name()).collect();
+fn readiness(state: &State) -> Response<ResponseBody> {
+    let waiting = state.index.waiting_for_credentials();
     if waiting.is_empty() {
-        return text(StatusCode::OK, "ok\n");
+        return text(StatusCode::OK, "ok\n".into());
     }
-    Response::builder()
-        .status(StatusCode::SERVICE_UNAVAILABLE)
-        .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")
-        .body(full(format!("not ready: no token yet for upstream {}\n", waiting.join(", "))))
-        .expect("static headers are valid")
+    text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("not ready: no token yet for upstream {}\n", waiting.join(", ")),
+    )
 }
 
 /// Percent-decodes one path segment; bytes that are not UTF-8 make it invalid.
@@ -136,7 +120,7 @@ fn decode_segment(segment: &str) -> Option<String> {
     percent_encoding::percent_decode_str(segment).decode_utf8().ok().map(|s| s.into_owned())
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<ResponseBody> {
+fn text(status: StatusCode, body: String) -> Response<ResponseBody> {
     Response::builder()
         .status(status)
         .header(header::CONTENT_TYPE, "text/plain; charset=utf-8")

@@ -1,26 +1,20 @@
 //! `/simple/` and `/simple/{project}/`: ready bytes from the page cache.
 
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-
-use http::{HeaderMap, HeaderValue, Request, Response, StatusCode, header};
+use http::request::Parts;
+use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::conditional::{accepts_gzip, not_modified};
-use super::{UPSTREAM_HEADER, decode_segment, redirect};
-use crate::app::App;
+use super::{STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
 use crate::body::{ResponseBody, empty, full};
-use crate::cache::rendered::{Rendered, Variant};
+use crate::cache::rendered::Variant;
 use crate::error::ServeError;
-use crate::pypi::simple::{ProjectList, render_root_html, render_root_json};
 use crate::pypi::{MediaType, ProjectName, negotiate};
-
-/// Marks answers served past their freshness (stale-while-revalidate or stale-on-error).
-pub const STALE_HEADER: &str = "x-pipgate-stale";
+use crate::state::State;
 
 /// The media type a request asks for, by `format` parameter or `Accept` header.
-fn media_type<B>(request: &Request<B>) -> Result<MediaType, ServeError> {
-    let accept = request.headers().get(header::ACCEPT).and_then(|v| v.to_str().ok());
-    let format = request.uri().query().and_then(|query| {
+fn media_type(request: &Parts) -> Result<MediaType, ServeError> {
+    let accept = request.headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let format = request.uri.query().and_then(|query| {
         query.split('&').find_map(|pair| pair.strip_prefix("format=")).and_then(decode_segment)
     });
     Ok(negotiate(accept, format.as_deref())?)
@@ -37,9 +31,9 @@ fn client_forces_revalidation(headers: &HeaderMap) -> bool {
     })
 }
 
-pub async fn project<B>(
-    app: &App,
-    request: &Request<B>,
+pub async fn project(
+    state: &State,
+    request: &Parts,
     segment: &str,
     has_slash: bool,
 ) -> Result<Response<ResponseBody>, ServeError> {
@@ -48,17 +42,16 @@ pub async fn project<B>(
     if name.as_str() != segment || !has_slash {
         // Send the client to the one canonical URL, so caches and logs see one spelling.
         let location = if has_slash { format!("../{name}/") } else { format!("{name}/") };
-        return Ok(redirect(&location, request.uri().query()));
+        return Ok(redirect(&location, request.uri.query()));
     }
     let media_type = media_type(request)?;
-    let forces = client_forces_revalidation(request.headers());
-    let served = app.pages.get(&name, forces).await?.ok_or(ServeError::ProjectNotFound(name.clone()))?;
-    let owner = app.pages.resolver().upstream(served.project.owner).name();
-    let gzip = accepts_gzip(request.headers());
-    let variant = served.project.rendered.variant(media_type, gzip);
+    let forces = client_forces_revalidation(&request.headers);
+    let answer = state.index.page(&name, forces).await?;
+    let gzip = accepts_gzip(&request.headers);
+    let variant = answer.project.rendered.variant(media_type, gzip);
     let mut response =
-        page_response(request.headers(), media_type, gzip, variant, served.stale, &app.fresh_cache_control);
-    if let Ok(value) = HeaderValue::from_str(owner) {
+        page_response(&request.headers, media_type, gzip, variant, answer.stale, &state.fresh_cache_control);
+    if let Ok(value) = HeaderValue::from_str(answer.owner.name()) {
         response.headers_mut().insert(UPSTREAM_HEADER, value);
     }
     Ok(response)
@@ -94,54 +87,12 @@ fn page_response(
     builder.body(body).expect("valid headers")
 }
 
-/// The root page, rendered and kept for `index_ttl`. It lists every upstream's projects; a
-/// failing upstream fails the page, so the list is never silently partial.
-#[derive(Debug)]
-pub struct RootCache {
-    ttl: Duration,
-    cached: Mutex<Option<(Instant, Arc<Rendered>)>>,
-}
-
-impl RootCache {
-    pub fn new(ttl: Duration) -> Self {
-        RootCache { ttl, cached: Mutex::new(None) }
-    }
-}
-
-pub async fn root<B>(app: &App, request: &Request<B>) -> Result<Response<ResponseBody>, ServeError> {
+pub async fn root(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {
     let media_type = media_type(request)?;
-    let cached = app.root.cached.lock().expect("root lock").clone();
-    let rendered = match cached.filter(|(at, _)| at.elapsed() < app.root.ttl) {
-        Some((_, rendered)) => rendered,
-        None => {
-            let rendered = Arc::new(render_root(app).await?);
-            *app.root.cached.lock().expect("root lock") = Some((Instant::now(), rendered.clone()));
-            rendered
-        }
-    };
-    let gzip = accepts_gzip(request.headers());
+    let rendered = state.index.root().await?;
+    let gzip = accepts_gzip(&request.headers);
     let variant = rendered.variant(media_type, gzip);
-    Ok(page_response(request.headers(), media_type, gzip, variant, false, &app.fresh_cache_control))
-}
-
-async fn render_root(app: &App) -> Result<Rendered, ServeError> {
-    let mut seen = std::collections::HashSet::new();
-    let mut list = ProjectList::default();
-    for upstream in app.pages.resolver().upstreams() {
-        let names = upstream.fetch_root().await.map_err(|e| ServeError::upstream(upstream.name(), e))?;
-        for name in names.names {
-            if let Ok(normalized) = ProjectName::new(&name) {
-                if seen.insert(normalized) {
-                    list.names.push(name);
-                }
-            }
-        }
-    }
-    Ok(tokio::task::spawn_blocking(move || {
-        Rendered::new(render_root_json(&list), render_root_html(&list).into_bytes())
-    })
-    .await
-    .expect("rendering does not panic"))
+    Ok(page_response(&request.headers, media_type, gzip, variant, false, &state.fresh_cache_control))
 }
 
 #[cfg(test)]

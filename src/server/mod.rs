@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use http::{Request, Response};
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
@@ -13,8 +14,14 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::util::BoxCloneSyncService;
 
-use crate::app::AppService;
+use crate::body::ResponseBody;
+
+/// The service the listener drives for every request: whatever stack the caller assembled,
+/// boxed so the listener needs to know nothing about it.
+pub type HttpService =
+    BoxCloneSyncService<Request<hyper::body::Incoming>, Response<ResponseBody>, std::convert::Infallible>;
 
 /// How long a client may take to send its request headers.
 const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
@@ -29,7 +36,7 @@ pub struct Server {
 
 impl Server {
     /// Serves `service` on `listener` until [`Server::shutdown`].
-    pub fn spawn(listener: TcpListener, service: AppService, grace: Duration) -> Server {
+    pub fn spawn(listener: TcpListener, service: HttpService, grace: Duration) -> Server {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(accept_loop(listener, service, stopped, grace));
@@ -52,7 +59,7 @@ impl Server {
 
 async fn accept_loop(
     listener: TcpListener,
-    service: AppService,
+    service: HttpService,
     mut stopped: oneshot::Receiver<()>,
     grace: Duration,
 ) {

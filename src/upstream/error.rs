@@ -66,6 +66,6 @@ impl UpstreamError {
     /// Builds a connect error from a client error, keeping the cause chain (hyper's top-level
     /// message is just "client error") and nothing that could hold a URL.
     pub fn from_client(error: &(dyn std::error::Error + 'static)) -> Self {
-        UpstreamError::Connect(crate::error::display_chain(error))
+        UpstreamError::Connect(crate::error_chain::display_chain(error))
     }
 }

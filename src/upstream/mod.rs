@@ -12,10 +12,10 @@ mod client;
 mod error;
 mod page;
 
-pub use body::{Expected, FileStreamError, VerifiedBody};
+pub use body::{Expected, VerifiedBody};
 pub use client::HttpClient;
 pub use error::UpstreamError;
-pub use page::{FetchedPage, PageAnswer, Validators};
+pub use page::{PageAnswer, Validators};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -16,8 +16,8 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
+use pipgate::Server;
 use pipgate::config::{self, ConfigSource, MapEnv};
-use pipgate::server::Server;
 
 /// pipgate running in this process.
 pub struct Pipgate {
@@ -40,11 +40,11 @@ impl Pipgate {
         let mut cache = None;
         if !toml.contains("dir = ") {
             let dir = tempfile::tempdir().unwrap();
-            config.cache.dir = Some(dir.path().to_owned());
+            config.cache.dir = dir.path().to_owned();
             cache = Some(dir);
         }
-        let cache_dir = config.cache.dir.clone().unwrap();
-        let server = pipgate::app::start(&config, &env).await.expect("pipgate starts");
+        let cache_dir = config.cache.dir.clone();
+        let server = pipgate::start(&config, &env).await.expect("pipgate starts");
         let base = format!("http://{}", server.local_addr());
         Pipgate { server, base, cache_dir, _config: file, _cache: cache }
     }

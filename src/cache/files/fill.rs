@@ -58,7 +58,6 @@ pub struct Fill {
     /// positioned reads on it, so they share one descriptor without sharing an offset.
     pub file: Arc<File>,
     pub state: watch::Receiver<FillState>,
-    pub upstream: Arc<Upstream>,
 }
 
 impl Fill {
@@ -74,7 +73,7 @@ impl Fill {
         let initial =
             FillState { phase: Phase::Connecting, written: 0, total: expected.size, content_type: None };
         let (sender, state) = watch::channel(initial);
-        let fill = Arc::new(Fill { file: file.clone(), state, upstream: upstream.clone() });
+        let fill = Arc::new(Fill { file: file.clone(), state });
         tokio::spawn(async move {
             let task = FillTask { store, sha256, upstream, file, temp_path, sender };
             task.run(url, expected).await;

@@ -49,7 +49,7 @@ fn a_full_file_loads_and_normalizes() {
     assert_eq!(config.upstreams[0].url.as_str(), "https://feed.test/simple/", "trailing slash added");
     assert_eq!(config.routes[0].projects, ["acme-*", "internal-tool"]);
     let AuthConfig::Basic(basic) = config.upstreams[0].auth.as_ref().unwrap() else { panic!() };
-    assert_eq!(basic.password_source(), Some(SecretSource::Env("CORP_PAT".into())));
+    assert_eq!(basic.password.source(), &SecretSource::Env("CORP_PAT".into()));
 }
 
 #[test]
@@ -208,7 +208,11 @@ auth = { azure = { identity = "managed-identity", client_id = "abc", present_as 
     assert_eq!(table.present_as, TokenPresentation::Bearer);
 
     for (auth, key, expected) in [
-        (r#"{ azure = "magic" }"#, "upstream[0].auth.azure", "an identity kind"),
+        (
+            r#"{ azure = "magic" }"#,
+            "upstream[0].auth.azure",
+            "unknown variant `magic`, expected one of `managed-identity`",
+        ),
         (
             r#"{ azure = { identity = "service-principal", client_id = "c" } }"#,
             "upstream[0].auth.azure.tenant_id",
@@ -230,4 +234,75 @@ auth = { azure = { identity = "managed-identity", client_id = "abc", present_as 
         assert_eq!(error.key.as_deref(), Some(key), "{error}");
         assert!(error.to_string().contains(expected), "{error}");
     }
+}
+
+#[test]
+fn secrets_are_read_as_text_and_never_shown() {
+    // A numeric PAT: an overlay must not turn it into a TOML integer, a file may write it bare.
+    const PAT: &str = "4815162342";
+    let bare = "[[upstream]]\nname = \"corp\"\nurl = \"https://feed.test/\"\n";
+    let env = MapEnv::new([("PIPGATE_UPSTREAM__0__AUTH__BASIC__PASSWORD", PAT)]);
+    let config = load_text(bare, &env).0.unwrap();
+    let AuthConfig::Basic(basic) = config.upstreams[0].auth.as_ref().unwrap() else { panic!() };
+    let SecretSource::Inline(secret) = basic.password.source() else { panic!() };
+    assert_eq!(secret.expose(), PAT);
+    let in_file = format!("{bare}auth = {{ bearer = {{ token = {PAT} }} }}\n");
+    let config = load_text(&in_file, &MapEnv::default()).0.unwrap();
+    let AuthConfig::Bearer(bearer) = config.upstreams[0].auth.as_ref().unwrap() else { panic!() };
+    assert_eq!(bearer.token.source(), &SecretSource::Inline(crate::secret::Secret::new(PAT)));
+
+    // Every way to get a secret setting wrong names the key and never the value.
+    for (auth, key, expected) in [
+        (
+            format!("{{ basic = {{ pasword = \"{PAT}\" }} }}"),
+            "upstream[0].auth.basic",
+            "unknown field `pasword`",
+        ),
+        (
+            format!("{{ basic = {{ password = \"{PAT}\", password_file = \"/x\" }} }}"),
+            "upstream[0].auth.basic",
+            "give exactly one of password, password_env or password_file",
+        ),
+        (format!("{{ basic = {{ password = [{PAT}] }} }}"), "upstream[0].auth.basic", "not a list"),
+        ("{ basic = { username = \"ci\" } }".to_owned(), "upstream[0].auth.basic", "give exactly one"),
+        (
+            format!(
+                "{{ azure = {{ identity = \"service-principal\", client_id = \"c\", tenant_id = \"t\", client_secret = \"{PAT}\", client_secret_env = \"X\" }} }}"
+            ),
+            "upstream[0].auth.azure",
+            "exactly one",
+        ),
+    ] {
+        let text = format!("{bare}auth = {auth}\n");
+        let error = load_text(&text, &MapEnv::default()).0.unwrap_err();
+        let shown = error.to_string();
+        assert_eq!(error.key.as_deref(), Some(key), "{shown}");
+        assert!(shown.contains(expected), "{shown} should contain {expected}");
+        assert!(!shown.contains(PAT), "{shown}");
+        assert!(!format!("{error:?}").contains(PAT), "{error:?}");
+    }
+
+    // The overlay itself does not print its value either.
+    let overlays = super::env::overlays(&env);
+    assert!(!format!("{overlays:?}").contains(PAT), "{overlays:?}");
+}
+
+#[test]
+fn routes_carry_the_position_of_their_upstream() {
+    let env = MapEnv::new([("CORP_PAT", "s3cret")]);
+    let text = format!("{TWO_UPSTREAMS}\n[[route]]\nprojects = [\"public-*\"]\nupstream = \"pypi\"\n");
+    let config = load_text(&text, &env).0.unwrap();
+    let targets: Vec<usize> = config.route_targets().map(|(_, upstream)| upstream).collect();
+    assert_eq!(targets, [0, 1]);
+}
+
+#[test]
+fn the_cache_dir_defaults_outside_the_working_directory() {
+    let bare = "[[upstream]]\nname = \"corp\"\nurl = \"https://feed.test/\"\n";
+    let xdg = load_text(bare, &MapEnv::new([("XDG_CACHE_HOME", "/xdg"), ("HOME", "/home/u")])).0.unwrap();
+    assert_eq!(xdg.cache.dir, std::path::Path::new("/xdg/pipgate"));
+    let home = load_text(bare, &MapEnv::new([("HOME", "/home/u")])).0.unwrap();
+    assert_eq!(home.cache.dir, std::path::Path::new("/home/u/.cache/pipgate"));
+    let neither = load_text(bare, &MapEnv::default()).0.unwrap();
+    assert!(neither.cache.dir.is_absolute(), "{}", neither.cache.dir.display());
 }

@@ -1,0 +1,64 @@
+//! The root page (`/simple/`): every upstream's project list, merged, rendered once and kept
+//! for `index_ttl`.
+//!
+//! A failing upstream fails the whole page, so the list is never silently partial: a client
+//! that reads the root to decide what exists must not be told a private name is missing
+//! because the private feed had an outage.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use super::rendered::Rendered;
+use crate::pypi::ProjectName;
+use crate::pypi::simple::{ProjectList, render_root_html, render_root_json};
+use crate::resolve::ResolveError;
+use crate::upstream::Upstream;
+
+#[derive(Debug)]
+pub struct RootCache {
+    ttl: Duration,
+    cached: Mutex<Option<(Instant, Arc<Rendered>)>>,
+}
+
+impl RootCache {
+    pub fn new(ttl: Duration) -> Self {
+        RootCache { ttl, cached: Mutex::new(None) }
+    }
+
+    /// The rendered root page: the kept one while fresh, else fetched from every upstream.
+    pub async fn get(&self, upstreams: &[Arc<Upstream>]) -> Result<Arc<Rendered>, ResolveError> {
+        let cached = self.cached.lock().expect("root lock").clone();
+        if let Some((_, rendered)) = cached.filter(|(at, _)| at.elapsed() < self.ttl) {
+            return Ok(rendered);
+        }
+        let rendered = Arc::new(fetch_and_render(upstreams).await?);
+        *self.cached.lock().expect("root lock") = Some((Instant::now(), rendered.clone()));
+        Ok(rendered)
+    }
+}
+
+/// Asks every upstream for its list, keeps the first spelling of each normalized name, and
+/// renders the result off the reactor.
+async fn fetch_and_render(upstreams: &[Arc<Upstream>]) -> Result<Rendered, ResolveError> {
+    let mut seen = HashSet::new();
+    let mut list = ProjectList::default();
+    for upstream in upstreams {
+        let names = upstream
+            .fetch_root()
+            .await
+            .map_err(|error| ResolveError { upstream: upstream.name().to_owned(), error: Arc::new(error) })?;
+        for name in names.names {
+            if let Ok(normalized) = ProjectName::new(&name) {
+                if seen.insert(normalized) {
+                    list.names.push(name);
+                }
+            }
+        }
+    }
+    Ok(tokio::task::spawn_blocking(move || {
+        Rendered::new(render_root_json(&list), render_root_html(&list).into_bytes())
+    })
+    .await
+    .expect("rendering does not panic"))
+}

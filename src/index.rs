@@ -1,0 +1,150 @@
+//! The one door into the index: what handlers ask for a project page, a file or the root list.
+//!
+//! Behind it sit the owner rule ([`crate::resolve`]), the page cache, the file store and the
+//! root list. Every answer comes with its owner, so a handler never needs to know how
+//! upstreams are numbered or where a page came from; it only turns the answer into HTTP.
+
+use std::sync::Arc;
+
+use http::Response;
+
+use crate::cache::entry::CachedProject;
+use crate::cache::files::{FileStore, Fill, Lookup, is_sha256};
+use crate::cache::rendered::Rendered;
+use crate::cache::{PageCache, RootCache};
+use crate::error::ServeError;
+use crate::metrics::Metrics;
+use crate::pypi::ProjectName;
+use crate::pypi::simple::CoreMetadata;
+use crate::upstream::{Expected, Upstream, VerifiedBody};
+
+/// A project page as the owner rule and the cache answered it.
+#[derive(Debug)]
+pub struct ProjectAnswer {
+    pub project: Arc<CachedProject>,
+    /// Past its freshness (stale-while-revalidate or stale-on-error).
+    pub stale: bool,
+    pub owner: Arc<Upstream>,
+}
+
+/// A file that the owner's page lists: where it comes from and what it must be.
+#[derive(Debug)]
+pub struct ListedFile {
+    pub owner: Arc<Upstream>,
+    pub filename: String,
+    url: String,
+    pub expected: Expected,
+    /// Lowercase hex, when the index gives one: the cache key and the ETag.
+    pub sha256: Option<String>,
+}
+
+/// Where the bytes of a listed file come from.
+pub enum FileSource {
+    /// A committed, verified file.
+    Cached { file: Arc<std::fs::File>, size: u64 },
+    /// A fill in progress, possibly started by this request.
+    Filling(Arc<Fill>),
+    /// Not cacheable (no sha256 in the index) or the cache disk is failing: stream it through.
+    PassThrough,
+}
+
+#[derive(Debug)]
+pub struct Index {
+    pages: Arc<PageCache>,
+    files: Arc<FileStore>,
+    root: RootCache,
+    metrics: Arc<Metrics>,
+}
+
+impl Index {
+    pub fn new(pages: Arc<PageCache>, files: Arc<FileStore>, root: RootCache, metrics: Arc<Metrics>) -> Self {
+        Index { pages, files, root, metrics }
+    }
+
+    /// The page of `project` from its owner; `ProjectNotFound` when no upstream has it.
+    /// `client_forces` is a client's `max-age=0`: it may start a background revalidation.
+    pub async fn page(
+        &self,
+        project: &ProjectName,
+        client_forces: bool,
+    ) -> Result<ProjectAnswer, ServeError> {
+        let served = self
+            .pages
+            .get(project, client_forces)
+            .await?
+            .ok_or_else(|| ServeError::ProjectNotFound(project.clone()))?;
+        let owner = self.pages.resolver().upstream(served.project.owner).clone();
+        Ok(ProjectAnswer { project: served.project, stale: served.stale, owner })
+    }
+
+    /// The file `filename` as the owner of `project` lists it, or the PEP 658 metadata of a
+    /// listed file that offers it. The project goes through the owner rule again (a page-cache
+    /// hit), so a file can only come from the upstream that owns the project (I8).
+    pub async fn file(&self, project: &ProjectName, filename: &str) -> Result<ListedFile, ServeError> {
+        let answer = self.page(project, false).await?;
+        locate(filename, &answer.project, answer.owner.clone()).ok_or_else(|| ServeError::FileNotListed {
+            project: project.clone(),
+            filename: filename.to_owned(),
+            upstream: answer.owner.name().to_owned(),
+        })
+    }
+
+    /// Where to read `file` from: the cache, a fill (started here if none runs), or the
+    /// upstream directly. Counts the file-cache lookup.
+    pub fn open(&self, file: &ListedFile) -> FileSource {
+        let Some(sha256) = &file.sha256 else {
+            return FileSource::PassThrough;
+        };
+        let lookup = self.files.get_or_fill(sha256, &file.owner, &file.url, file.expected.clone());
+        let (source, result) = match lookup {
+            Lookup::Hit { file, size } => (FileSource::Cached { file, size }, "hit"),
+            Lookup::Filling(fill) => (FileSource::Filling(fill), "miss"),
+            Lookup::Unavailable => (FileSource::PassThrough, "bypass"),
+        };
+        self.metrics.cache_lookups.with_label_values(&["file", result]).inc();
+        source
+    }
+
+    /// Starts streaming `file` from its owner without the cache, checked as it streams.
+    pub async fn pass_through(&self, file: &ListedFile) -> Result<Response<VerifiedBody>, ServeError> {
+        file.owner
+            .fetch_file(&file.url, file.expected.clone())
+            .await
+            .map_err(|error| ServeError::upstream(file.owner.name(), error))
+    }
+
+    /// The root list of every upstream's projects, rendered.
+    pub async fn root(&self) -> Result<Arc<Rendered>, ServeError> {
+        Ok(self.root.get(self.pages.resolver().upstreams()).await?)
+    }
+
+    /// Upstreams whose credential cannot authenticate yet (no first token): not ready.
+    pub fn waiting_for_credentials(&self) -> Vec<&str> {
+        self.pages.resolver().upstreams().iter().filter(|u| !u.is_ready()).map(|u| u.name()).collect()
+    }
+}
+
+fn locate(filename: &str, page: &CachedProject, owner: Arc<Upstream>) -> Option<ListedFile> {
+    let listed = |url: String, sha256: Option<&String>, size: Option<u64>| {
+        let sha256 = sha256.map(|h| h.to_ascii_lowercase()).filter(|h| is_sha256(h));
+        ListedFile {
+            owner,
+            filename: filename.to_owned(),
+            url,
+            expected: Expected::new(sha256.as_deref(), size),
+            sha256,
+        }
+    };
+    if let Some(file) = page.file(filename) {
+        return Some(listed(file.url.clone(), file.hashes.get("sha256"), file.size));
+    }
+    let stem = filename.strip_suffix(".metadata")?;
+    let file = page.file(stem).filter(|f| f.has_metadata())?;
+    let mut url = url::Url::parse(&file.url).ok()?;
+    url.set_path(&format!("{}.metadata", url.path()));
+    let sha256 = match &file.core_metadata {
+        Some(CoreMetadata::Hashes(hashes)) => hashes.get("sha256"),
+        _ => None,
+    };
+    Some(listed(url.into(), sha256, None))
+}

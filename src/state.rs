@@ -1,0 +1,18 @@
+//! What every request handler shares: the index facade, the metrics, and the few answer
+//! settings fixed at start. Built by [`crate::app`], read by the handlers; it lives apart from
+//! both so that neither imports the other.
+
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+use crate::index::Index;
+use crate::metrics::Metrics;
+
+#[derive(Debug)]
+pub struct State {
+    pub index: Index,
+    pub metrics: Arc<Metrics>,
+    /// `Cache-Control` of fresh index pages, built once from `cache.client_max_age`.
+    pub fresh_cache_control: HeaderValue,
+}
