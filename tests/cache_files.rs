@@ -12,8 +12,10 @@ mod support;
 use std::time::Duration;
 
 use bytes::Bytes;
+use std::future::ready;
 use support::fake_index::{FakeFile, FakeIndex, FileMode};
-use support::{PIP_ACCEPT, Pipgate, config_for, get, request};
+
+use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, request};
 
 fn blob(name: &str, size: usize, seed: u32) -> FakeFile {
     let bytes: Vec<u8> =
@@ -38,16 +40,6 @@ async fn serving(file: &FakeFile) -> (FakeIndex, Pipgate) {
 
 fn file_url(pipgate: &Pipgate, filename: &str) -> String {
     format!("{}/files/acme-core/{filename}", pipgate.base)
-}
-
-async fn wait_until(mut check: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if check() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("condition not reached within 4 s");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,10 +75,10 @@ async fn a_client_that_leaves_does_not_cancel_the_fill() {
     index.set_file_mode(FileMode::Slow(Duration::from_millis(20)));
     let url = file_url(&pipgate, &file.filename);
     let leaving = tokio::spawn(get_owned(url.clone()));
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the download started", || ready(index.count("/files/") == 1)).await;
     leaving.abort();
     let stored = pipgate.cache_dir.join("files").join(&sha(&file)[..2]).join(sha(&file));
-    wait_until(|| stored.exists()).await;
+    eventually("the abandoned fill was committed", || ready(stored.exists())).await;
     index.set_file_mode(FileMode::Serve);
     let answer = get(&url, &[]).await.unwrap();
     assert_eq!(answer.body, file.bytes);
@@ -109,7 +101,7 @@ async fn a_restart_serves_pages_and_files_from_the_cache_dir() {
     let page = get(&format!("{}acme-core/", first.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
     assert_eq!(get(&file_url(&first, &file.filename), &[]).await.unwrap().body, file.bytes);
     let page_file = dir.path().join("pages/acme-core.json");
-    wait_until(|| page_file.exists()).await;
+    eventually("the page reached the disk", || ready(page_file.exists())).await;
     first.server.shutdown().await;
 
     index.stop();
@@ -170,10 +162,10 @@ async fn least_recently_used_files_are_evicted_under_the_size_cap() {
     // it, so the next request of the same file is a cache hit that counts as a use.
     for i in [0, 1, 0, 2] {
         fetch(i).await.unwrap();
-        wait_until(|| stored(i).exists()).await;
+        eventually("the file was committed", || ready(stored(i).exists())).await;
     }
     // 0 was used after 1, so going over the cap with 2 evicts 1.
-    wait_until(|| !stored(1).exists()).await;
+    eventually("the least recently used file was evicted", || ready(!stored(1).exists())).await;
     assert!(stored(0).exists() && stored(2).exists());
     let before = index.count("/files/");
     assert_eq!(fetch(0).await.unwrap().body, files[0].bytes);

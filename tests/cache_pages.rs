@@ -10,11 +10,12 @@
 
 mod support;
 
+use std::future::ready;
 use std::io::Read;
 use std::time::Duration;
 
 use support::fake_index::{FakeIndex, PageMode};
-use support::{PIP_ACCEPT, Pipgate, config_for, get, wheel};
+use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, wheel};
 
 async fn one(extra_cache: &str) -> (FakeIndex, Pipgate) {
     let index = FakeIndex::start().await;
@@ -27,13 +28,8 @@ async fn one(extra_cache: &str) -> (FakeIndex, Pipgate) {
 const PIP: [(&str, &str); 2] = [("accept", PIP_ACCEPT), ("cache-control", "max-age=0")];
 
 async fn wait_for_count(index: &FakeIndex, path: &str, at_least: usize) {
-    for _ in 0..200 {
-        if index.count(path) >= at_least {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("the upstream saw {} requests for {path}, expected {at_least}", index.count(path));
+    eventually(&format!("{at_least} upstream requests for {path}"), || ready(index.count(path) >= at_least))
+        .await;
 }
 
 #[tokio::test]
@@ -55,12 +51,7 @@ async fn due_revalidation_is_conditional_and_costs_a_304() {
     let first = get(&url, &PIP).await.unwrap();
     get(&url, &PIP).await.unwrap();
     wait_for_count(&index, "/simple/acme-core/", 2).await;
-    for _ in 0..100 {
-        if index.not_modified_count() >= 1 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually("the upstream answered 304", || ready(index.not_modified_count() >= 1)).await;
     assert_eq!(index.not_modified_count(), 1, "the upstream answered the revalidation with 304");
     let revalidation = index.seen().into_iter().filter(|s| s.path == "/simple/acme-core/").nth(1).unwrap();
     assert!(revalidation.headers.contains_key("if-none-match"));
@@ -97,7 +88,11 @@ async fn stale_on_error_lasts_until_max_stale_then_fails_closed() {
     assert_eq!(stale.status, 200);
     assert_eq!(stale.header("x-pipgate-stale"), "true");
     assert!(stale.header("warning").contains("Stale"));
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Until `max_stale` runs out every answer is the stale page; then the failure shows.
+    eventually("the stale window ended", || async {
+        get(&url, &[("accept", PIP_ACCEPT)]).await.unwrap().status != 200
+    })
+    .await;
     let failed = get(&url, &[("accept", PIP_ACCEPT)]).await.unwrap();
     assert_eq!(failed.status, 502, "{}", failed.text());
     assert!(failed.text().contains("upstream \"corp\""));

@@ -77,10 +77,34 @@ async fn redirected_downloads_lose_the_credential_and_the_sas_stays_inside() {
 }
 
 #[tokio::test]
-async fn a_page_redirect_to_another_origin_fails_closed() {
+async fn a_page_redirect_to_a_sign_in_page_fails_closed() {
     let (private, pipgate) = private_with_basic_auth().await;
     private.set_page_mode(PageMode::SignInRedirect);
     let answer = get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
     assert_eq!(answer.status, 502);
     assert!(answer.text().contains("sign-in"), "{}", answer.text());
+}
+
+#[tokio::test]
+async fn a_page_redirect_to_another_origin_fails_closed_and_is_not_followed() {
+    let (private, pipgate) = private_with_basic_auth().await;
+    // Another index on another port (another origin) that would happily serve the name.
+    let elsewhere = FakeIndex::start().await;
+    elsewhere.add("acme-core", wheel::build("acme-core", "99.0", "attacker"));
+    private.set_page_mode(PageMode::RedirectTo(elsewhere.url()));
+    let answer = get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
+    assert_eq!(answer.status, 502, "{}", answer.text());
+    let text = answer.text();
+    let origin = format!("http://{}", elsewhere.addr);
+    assert!(
+        text.contains(&format!("upstream \"corp\" redirected an index page to another origin ({origin})")),
+        "{text}"
+    );
+    assert!(!text.contains(PASSWORD));
+    assert_eq!(
+        elsewhere.count("/simple/"),
+        0,
+        "the redirect was not followed, so the credential stayed home"
+    );
+    assert_eq!(private.count("/simple/acme-core/"), 1);
 }

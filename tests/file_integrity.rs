@@ -9,8 +9,10 @@ mod support;
 use std::path::Path;
 
 use bytes::Bytes;
+use std::future::ready;
 use support::fake_index::{FakeFile, FakeIndex, FileMode};
-use support::{Pipgate, config_for, get, wheel};
+
+use support::{Pipgate, config_for, eventually, get, wheel};
 
 fn files_under(dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
@@ -59,10 +61,11 @@ async fn corrupt_short_and_reset_downloads_fail_and_cache_nothing() {
                     assert!(answer.text().contains("upstream \"corp\""), "{case}: {}", answer.text());
                 }
             }
-            // Give the fill task a moment to clean up after itself, then look at the disk.
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            // The fill task cleans up after the client saw the failure: wait for the temp file
+            // to go, then nothing may be left anywhere.
+            let tmp = pipgate.cache_dir.join("tmp");
+            eventually(&format!("{case}: temp file removed"), || ready(files_under(&tmp).is_empty())).await;
             assert_eq!(files_under(&pipgate.cache_dir.join("files")), Vec::<String>::new(), "{case}");
-            assert_eq!(files_under(&pipgate.cache_dir.join("tmp")), Vec::<String>::new(), "{case}");
 
             // The next request goes upstream again, and a good download is served and cached.
             index.set_file_mode(FileMode::Serve);
@@ -71,15 +74,8 @@ async fn corrupt_short_and_reset_downloads_fail_and_cache_nothing() {
             assert_eq!(answer.body, file.bytes, "{case}");
             assert_eq!(index.count("/files/"), before + 1, "{case}");
             // The commit (fsync and rename) may finish just after the client's last byte.
-            let mut committed = 0;
-            for _ in 0..100 {
-                committed = files_under(&pipgate.cache_dir.join("files")).len();
-                if committed == 1 {
-                    break;
-                }
-                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            }
-            assert_eq!(committed, 1, "{case}");
+            let files = pipgate.cache_dir.join("files");
+            eventually(&format!("{case}: committed"), || ready(files_under(&files).len() == 1)).await;
         }
     }
 }

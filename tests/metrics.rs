@@ -26,15 +26,22 @@ async fn counts_lookups_upstream_outcomes_mismatches_and_fail_closed_decisions()
     let pipgate = Pipgate::start(&config, Default::default()).await;
     let page = |name: &str| format!("{}{name}/", pipgate.index_url());
 
-    get(&page("acme-core"), &[("accept", PIP_ACCEPT)]).await.unwrap(); // index miss
-    get(&page("acme-core"), &[("accept", PIP_ACCEPT)]).await.unwrap(); // index hit
-    get(&page("six"), &[]).await.unwrap(); // corp 404, pypi 200
+    private.add("acme-slow", wheel::build("acme-slow", "1.0", "private"));
+    let mut page_bytes = 0;
+    for (name, accept) in [("acme-core", PIP_ACCEPT), ("acme-core", PIP_ACCEPT), ("six", "")] {
+        // An index miss, an index hit, then corp 404 and pypi 200.
+        page_bytes += get(&page(name), &[("accept", accept)]).await.unwrap().body.len();
+    }
+    // One slow page: the upstream takes 1.5 s, so its latency lands above the 1 s bucket.
+    private.set_page_mode(PageMode::Hang(std::time::Duration::from_millis(1500)));
+    page_bytes += get(&page("acme-slow"), &[]).await.unwrap().body.len();
     private.set_file_mode(FileMode::CorruptByte);
     let wheel = wheel::build("acme-core", "1.0", "private");
     let _ = get(&format!("{}/files/acme-core/{}", pipgate.base, wheel.filename), &[]).await; // mismatch
     private.set_page_mode(PageMode::Status(500));
     let failed = get(&page("acme-new"), &[]).await.unwrap(); // fail closed at corp
     assert_eq!(failed.status, 502);
+    page_bytes += failed.body.len();
 
     let metrics = get(&format!("{}/metrics", pipgate.base), &[]).await.unwrap();
     assert_eq!(metrics.status, 200);
@@ -42,8 +49,9 @@ async fn counts_lookups_upstream_outcomes_mismatches_and_fail_closed_decisions()
     let text = metrics.text();
     let index =
         |result| sample(&text, "pipgate_cache_lookups_total", &[("cache", "index"), ("result", result)]);
-    // acme-core miss, six miss, acme-new miss; acme-core hit, and the file request's page hit.
-    assert_eq!((index("miss"), index("hit")), (3.0, 2.0), "{text}");
+    // acme-core, six, acme-slow and acme-new miss; acme-core hits, and so does the file
+    // request's page lookup.
+    assert_eq!((index("miss"), index("hit")), (4.0, 2.0), "{text}");
     assert_eq!(sample(&text, "pipgate_cache_lookups_total", &[("cache", "file"), ("result", "miss")]), 1.0);
     let upstream = |name, outcome| {
         sample(
@@ -52,7 +60,7 @@ async fn counts_lookups_upstream_outcomes_mismatches_and_fail_closed_decisions()
             &[("upstream", name), ("kind", "page"), ("outcome", outcome)],
         )
     };
-    assert_eq!(upstream("corp", "ok"), 1.0);
+    assert_eq!(upstream("corp", "ok"), 2.0);
     assert_eq!(upstream("corp", "not_found"), 1.0);
     assert_eq!(upstream("pypi", "ok"), 1.0);
     assert_eq!(upstream("corp", "status"), 1.0, "the 500, by reason");
@@ -60,14 +68,24 @@ async fn counts_lookups_upstream_outcomes_mismatches_and_fail_closed_decisions()
     assert_eq!(sample(&text, "pipgate_fail_closed_total", &[("upstream", "corp")]), 1.0);
     assert_eq!(
         sample(&text, "pipgate_requests_total", &[("route", "simple_project"), ("status", "200")]),
-        3.0
+        4.0
     );
     assert_eq!(
         sample(&text, "pipgate_requests_total", &[("route", "simple_project"), ("status", "502")]),
         1.0
     );
-    assert!(sample(&text, "pipgate_response_bytes_total", &[("route", "simple_project")]) > 0.0);
-    assert!(text.contains("pipgate_request_duration_seconds_bucket"));
+    // Bytes are counted as they are sent: exactly what the clients received.
+    assert_eq!(
+        sample(&text, "pipgate_response_bytes_total", &[("route", "simple_project")]),
+        page_bytes as f64
+    );
+    // Five page requests: four answered at loopback speed, the slow one after 1.5 s.
+    let bucket = |le| {
+        sample(&text, "pipgate_request_duration_seconds_bucket", &[("route", "simple_project"), ("le", le)])
+    };
+    assert_eq!((bucket("0.5"), bucket("1"), bucket("5"), bucket("+Inf")), (4.0, 4.0, 5.0, 5.0), "{text}");
+    assert_eq!(sample(&text, "pipgate_request_duration_seconds_count", &[("route", "simple_project")]), 5.0);
+    assert!(sample(&text, "pipgate_request_duration_seconds_sum", &[("route", "simple_project")]) >= 1.5);
     for unbounded in ["acme", "six", "127.0.0.1", ".whl"] {
         assert!(!text.contains(unbounded), "a label carries {unbounded:?}:\n{text}");
     }

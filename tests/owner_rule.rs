@@ -13,7 +13,7 @@ mod support;
 use std::time::Duration;
 
 use support::fake_index::{FakeIndex, PageMode};
-use support::{PIP_ACCEPT, Pipgate, config_for, get, wheel};
+use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, wheel};
 
 struct Setup {
     private: FakeIndex,
@@ -89,7 +89,11 @@ async fn every_failure_of_a_higher_upstream_fails_closed() {
 async fn a_refused_connection_fails_closed() {
     let s = setup("").await;
     s.private.stop();
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    let addr = s.private.addr;
+    eventually("the private index stopped listening", || async {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
     let (status, _, text) = filenames(&s.pipgate, "acme-core").await;
     assert_eq!(status, 502, "{text}");
     assert!(text.contains("upstream \"corp\" cannot connect"), "{text}");

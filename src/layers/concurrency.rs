@@ -64,3 +64,47 @@ where
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::sync::Notify;
+    use tower::{Layer, Service};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_request_past_the_limit_waits_for_a_slot_inside_call() {
+        let started = Arc::new(AtomicUsize::new(0));
+        let release = Arc::new(Notify::new());
+        let (s, r) = (started.clone(), release.clone());
+        let inner = tower::service_fn(move |_: Request<()>| {
+            let (s, r) = (s.clone(), r.clone());
+            async move {
+                s.fetch_add(1, Ordering::SeqCst);
+                r.notified().await;
+                Ok::<_, std::convert::Infallible>(())
+            }
+        });
+        let mut limited = ConcurrencyLimitLayer::new(1).layer(inner);
+        let first = tokio::spawn(limited.call(Request::new(())));
+        let second = tokio::spawn(limited.call(Request::new(())));
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 1, "the second request waits for the slot");
+        release.notify_one();
+        first.await.unwrap().unwrap();
+        // The slot is free again: the second request runs.
+        for _ in 0..1000 {
+            if started.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(started.load(Ordering::SeqCst), 2);
+        release.notify_one();
+        second.await.unwrap().unwrap();
+    }
+}

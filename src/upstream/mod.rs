@@ -225,7 +225,8 @@ impl Upstream {
                 return Err(UpstreamError::SignInRedirect);
             }
             if purpose == Purpose::Page && !same_origin(&next, &self.base) {
-                return Err(UpstreamError::CrossOriginRedirect(next.host_str().unwrap_or("?").to_owned()));
+                // The origin alone: the path and query of a redirect may carry a signature.
+                return Err(UpstreamError::CrossOriginRedirect(next.origin().ascii_serialization()));
             }
             tracing::debug!(upstream = %self.name, host = next.host_str().unwrap_or("?"), "following a redirect");
             url = next;

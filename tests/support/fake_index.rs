@@ -32,6 +32,8 @@ pub enum PageMode {
     Hang(Duration),
     /// 429 with `Retry-After` in seconds.
     Throttle(u64),
+    /// 302 from `/simple/{name}/` to `{base}{name}/`: another index, usually another origin.
+    RedirectTo(String),
 }
 
 /// How the index answers file requests.
@@ -259,6 +261,12 @@ async fn answer(
         }
         PageMode::Garbage => {
             return Ok(full(200, "application/vnd.pypi.simple.v1+json", "{not json"));
+        }
+        PageMode::RedirectTo(base) => {
+            let mut response = full(302, "text/plain", "");
+            let location = format!("{base}{}", path.strip_prefix("/simple/").unwrap_or(&path));
+            response.headers_mut().insert("location", location.parse().unwrap());
+            return Ok(response);
         }
         PageMode::Throttle(seconds) => {
             let mut response = full(429, "text/plain", "slow down");

@@ -55,6 +55,20 @@ impl Pipgate {
     }
 }
 
+/// Waits until `check` holds, polling every 10 ms; fails the test after 10 s, naming `what`.
+/// Tests wait for events this way, never for a fixed time: a slow machine only waits longer.
+pub async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !check().await {
+        assert!(tokio::time::Instant::now() < deadline, "not reached within 10 s: {what}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
 /// A config with the given upstreams (name, url) in order, and extra TOML after them.
 pub fn config_for(upstreams: &[(&str, &str)], extra: &str) -> String {
     let mut toml = String::new();
