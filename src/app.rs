@@ -15,6 +15,7 @@ use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
 use tower::util::BoxCloneSyncService;
 
+use crate::auth::SecretValue;
 use crate::cache::files::FileStore;
 use crate::cache::page_disk::PageDisk;
 use crate::cache::{Freshness, PageCache, RootCache};
@@ -27,7 +28,7 @@ use crate::layers::rescue::RescueLayer;
 use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
 use crate::metrics::Metrics;
-use crate::resolve::{Resolver, Route};
+use crate::resolve::{OwnerMemory, Resolver, ResolverSettings, Route};
 use crate::server::{HttpService, Server};
 use crate::state::State;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
@@ -35,7 +36,7 @@ use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
 /// pipgate could not be built from a config that loaded.
 #[derive(Debug, thiserror::Error)]
 pub enum BuildError {
-    #[error("upstream {upstream:?}: {source}")]
+    #[error("{upstream}: {source}")]
     Credential { upstream: String, source: crate::auth::AuthError },
     #[error("upstream {upstream:?}: {source}")]
     Client { upstream: String, source: UpstreamError },
@@ -99,10 +100,26 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         .map(|(route, upstream)| Route { patterns: route.projects.clone(), upstream })
         .collect();
     let cache = &config.cache;
-    let resolver = Arc::new(Resolver::new(upstreams, routes, cache.negative_ttl));
     let dir = &cache.dir;
     let cache_error = |source| BuildError::Cache { dir: dir.clone(), source };
-    let disk = PageDisk::open(dir, ownership_fingerprint(config)).map_err(cache_error)?;
+    let fingerprint = ownership_fingerprint(config);
+    let ownership = &config.ownership;
+    let owners = OwnerMemory::open(dir, &fingerprint, ownership.max_remembered).map_err(cache_error)?;
+    let resolver = Arc::new(Resolver::new(ResolverSettings {
+        upstreams,
+        routes,
+        negative_ttl: cache.negative_ttl,
+        owners,
+        hold: config.upstreams.iter().map(|u| u.hold).collect(),
+        releases: config.releases.iter().flat_map(|r| r.projects.iter().cloned()).collect(),
+        health_checked: config.upstreams.iter().map(|u| u.is_health_checked()).collect(),
+        health_interval: ownership.health_interval,
+        shadow_check: ownership.shadow_check,
+        shadow_checks_per_second: ownership.shadow_checks_per_second,
+        shadow_recheck: ownership.shadow_recheck,
+        metrics: metrics.clone(),
+    }));
+    let disk = PageDisk::open(dir, fingerprint).map_err(cache_error)?;
     let files = FileStore::open(dir, cache.max_size).map_err(cache_error)?;
     let freshness = Freshness {
         index_ttl: cache.index_ttl,
@@ -116,7 +133,14 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
     let fresh_cache_control =
         http::HeaderValue::from_str(&format!("max-age={}, public", cache.client_max_age.as_secs()))
             .expect("digits and ASCII");
-    Ok(State { index, metrics, fresh_cache_control })
+    let admin_token = match config.admin.token.source() {
+        Some(source) => Some(
+            SecretValue::new(source.clone(), env)
+                .map_err(|source| BuildError::Credential { upstream: "[admin] token".to_owned(), source })?,
+        ),
+        None => None,
+    };
+    Ok(State { index, metrics, fresh_cache_control, admin_token })
 }
 
 /// What decides ownership: the upstreams in order and the routes. Pages stored on disk under

@@ -4,7 +4,6 @@
 //! upstream; it never holds a credential or an upstream file URL. Upstream failures are also
 //! logged here, once, with the same words.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use http::{Response, StatusCode, header};
@@ -34,6 +33,15 @@ pub enum ServeError {
     /// A download failed after pipgate had taken it on (broken off, wrong bytes, disk error).
     #[error("download of {filename:?} from upstream {upstream:?} failed: {error}")]
     Download { upstream: String, filename: String, error: FillError },
+    /// An admin endpoint while no `[admin]` token is configured.
+    #[error("the admin endpoints are off: set a token in [admin] to use them")]
+    AdminOff,
+    /// An admin endpoint without the admin token.
+    #[error("the admin endpoints need the admin token: Authorization: Bearer <token>")]
+    AdminUnauthorized,
+    /// A release of a name pipgate remembers no owner for.
+    #[error("project {0} has no remembered owner: there is nothing to release")]
+    NothingToRelease(ProjectName),
     /// The whole request took longer than `server.request_timeout` to reach its headers.
     #[error("pipgate did not answer within {0:?}")]
     RequestTimeout(Duration),
@@ -42,7 +50,7 @@ pub enum ServeError {
 impl ServeError {
     /// A failure of `upstream` while serving a file or page it owns.
     pub fn upstream(upstream: &str, error: UpstreamError) -> Self {
-        ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error: Arc::new(error) })
+        ServeError::Upstream(ResolveError::upstream_failed(upstream, error))
     }
 
     /// A file fill of `upstream` failed. An upstream that never answered with the file is an
@@ -51,7 +59,7 @@ impl ServeError {
     pub fn fill_failed(upstream: &str, filename: &str, error: FillError) -> Self {
         match error {
             FillError::Upstream(error) => {
-                ServeError::Upstream(ResolveError { upstream: upstream.to_owned(), error })
+                ServeError::Upstream(ResolveError::Upstream { upstream: upstream.to_owned(), error })
             }
             error => {
                 ServeError::Download { upstream: upstream.to_owned(), filename: filename.to_owned(), error }
@@ -64,14 +72,21 @@ impl ServeError {
         match self {
             ServeError::BadName(_) => StatusCode::BAD_REQUEST,
             ServeError::NotAcceptable(_) => StatusCode::NOT_ACCEPTABLE,
-            ServeError::ProjectNotFound(_) | ServeError::FileNotListed { .. } | ServeError::NotFound => {
-                StatusCode::NOT_FOUND
-            }
+            ServeError::ProjectNotFound(_)
+            | ServeError::FileNotListed { .. }
+            | ServeError::NotFound
+            | ServeError::NothingToRelease(_) => StatusCode::NOT_FOUND,
+            ServeError::AdminOff => StatusCode::FORBIDDEN,
+            ServeError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
-            ServeError::Upstream(e) => match *e.error {
-                UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-                UpstreamError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
-                _ => StatusCode::BAD_GATEWAY,
+            ServeError::Upstream(e) => match e {
+                ResolveError::Upstream { error, .. } => match **error {
+                    UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
+                    UpstreamError::Throttled { .. } => StatusCode::SERVICE_UNAVAILABLE,
+                    _ => StatusCode::BAD_GATEWAY,
+                },
+                // A broken feed and a held name fail closed like any upstream failure.
+                ResolveError::Unhealthy { .. } | ResolveError::Held { .. } => StatusCode::BAD_GATEWAY,
             },
             ServeError::Download { error: FillError::Io(_), .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ServeError::Download { .. } => StatusCode::BAD_GATEWAY,
@@ -84,7 +99,7 @@ impl ServeError {
         let message = self.to_string();
         match &self {
             ServeError::Upstream(e) => {
-                tracing::warn!(upstream = %e.upstream, status = status.as_u16(), "{message}")
+                tracing::warn!(upstream = e.upstream(), status = status.as_u16(), "{message}")
             }
             ServeError::Download { upstream, .. } => {
                 tracing::warn!(%upstream, status = status.as_u16(), "{message}")
@@ -97,10 +112,13 @@ impl ServeError {
         if let ServeError::MethodNotAllowed = self {
             builder = builder.header(header::ALLOW, "GET, HEAD");
         }
-        if let ServeError::Upstream(e) = &self {
-            if let UpstreamError::Throttled { retry_after: Some(seconds) } = *e.error {
+        if let ServeError::Upstream(ResolveError::Upstream { error, .. }) = &self {
+            if let UpstreamError::Throttled { retry_after: Some(seconds) } = **error {
                 builder = builder.header(header::RETRY_AFTER, seconds);
             }
+        }
+        if let ServeError::AdminUnauthorized = self {
+            builder = builder.header(header::WWW_AUTHENTICATE, "Bearer realm=\"pipgate-admin\"");
         }
         builder.body(full(format!("{message}\n"))).expect("static headers are valid")
     }

@@ -16,6 +16,7 @@ use crate::error::ServeError;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
 use crate::pypi::simple::CoreMetadata;
+use crate::resolve::{Owned, Shadowed};
 use crate::upstream::{Expected, Upstream, VerifiedBody};
 
 /// A project page as the owner rule and the cache answered it.
@@ -73,7 +74,9 @@ impl Index {
             .get(project, client_forces)
             .await?
             .ok_or_else(|| ServeError::ProjectNotFound(project.clone()))?;
-        let owner = self.pages.resolver().upstream(served.project.owner).clone();
+        let resolver = self.pages.resolver();
+        resolver.served(project, served.project.owner);
+        let owner = resolver.upstream(served.project.owner).clone();
         Ok(ProjectAnswer { project: served.project, stale: served.stale, owner })
     }
 
@@ -116,6 +119,29 @@ impl Index {
     /// The root list of every upstream's projects, rendered.
     pub async fn root(&self) -> Result<Arc<Rendered>, ServeError> {
         Ok(self.root.get(self.pages.resolver().upstreams()).await?)
+    }
+
+    /// An operator releases `project` from its remembered owner: the next request resolves it
+    /// anew, and may move it to a lower upstream. Returns the owner it had.
+    pub async fn release(&self, project: &ProjectName) -> Result<Owned, ServeError> {
+        let owned = self
+            .pages
+            .resolver()
+            .release(project)
+            .await
+            .ok_or_else(|| ServeError::NothingToRelease(project.clone()))?;
+        self.pages.invalidate(project);
+        Ok(owned)
+    }
+
+    /// Privately owned names that a lower upstream also has.
+    pub fn shadowed(&self) -> Vec<Shadowed> {
+        self.pages.resolver().shadowed()
+    }
+
+    /// `(upstream, reason, since)` of every health-checked upstream that is broken now.
+    pub fn unhealthy(&self) -> Vec<(&str, String, std::time::SystemTime)> {
+        self.pages.resolver().unhealthy()
     }
 
     /// Upstreams whose credential cannot authenticate yet (no first token): not ready.

@@ -7,7 +7,8 @@ use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
 };
 
 #[derive(Debug)]
@@ -35,6 +36,20 @@ pub struct Metrics {
     /// `pipgate_owner_changes_total{from, to}`: a project moved to another upstream (a private
     /// name showing up publicly first, or the reverse).
     pub owner_changes: IntCounterVec,
+    /// `pipgate_owner_holds_total{owner, lower}`: projects held on their owner when a lower
+    /// upstream would have taken them (each hold counted once).
+    pub owner_holds: IntCounterVec,
+    /// `pipgate_held_projects{owner}`: projects held now.
+    pub held_projects: IntGaugeVec,
+    /// `pipgate_owner_releases_total{owner, via="config|admin"}`
+    pub owner_releases: IntCounterVec,
+    /// `pipgate_upstream_healthy{upstream}`: 1 or 0 for health-checked upstreams.
+    pub upstream_healthy: IntGaugeVec,
+    /// `pipgate_shadowed_projects{owner, shadow, tracked}`: owned names also on a lower upstream.
+    pub shadowed: IntGaugeVec,
+    /// `pipgate_shadow_kept_total{owner, shadow}`: page requests the owner rule answered from
+    /// the owner while an untracked shadow exists.
+    pub shadow_kept: IntCounterVec,
     /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
     pub token_refreshes: IntCounterVec,
     /// `pipgate_token_expiry_seconds{upstream}`: seconds until the current token expires,
@@ -58,6 +73,11 @@ impl Metrics {
         let histogram = |name: &str, help: &str, labels: &[&str]| {
             let opts = HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec());
             let metric = HistogramVec::new(opts, labels).expect("valid metric");
+            registry.register(Box::new(metric.clone())).expect("registered once");
+            metric
+        };
+        let gauge = |name: &str, help: &str, labels: &[&str]| {
+            let metric = IntGaugeVec::new(Opts::new(name, help), labels).expect("valid metric");
             registry.register(Box::new(metric.clone())).expect("registered once");
             metric
         };
@@ -112,6 +132,32 @@ impl Metrics {
                 "pipgate_owner_changes_total",
                 "Projects whose owning upstream changed",
                 &["from", "to"],
+            ),
+            owner_holds: counter(
+                "pipgate_owner_holds_total",
+                "Projects held on their owner instead of moving to a lower upstream",
+                &["owner", "lower"],
+            ),
+            held_projects: gauge("pipgate_held_projects", "Projects held on their owner now", &["owner"]),
+            owner_releases: counter(
+                "pipgate_owner_releases_total",
+                "Held names released to move to a lower upstream",
+                &["owner", "via"],
+            ),
+            upstream_healthy: gauge(
+                "pipgate_upstream_healthy",
+                "Whether a health-checked upstream's root answered well at the last probe",
+                &["upstream"],
+            ),
+            shadowed: gauge(
+                "pipgate_shadowed_projects",
+                "Owned projects that also exist on a lower upstream",
+                &["owner", "shadow", "tracked"],
+            ),
+            shadow_kept: counter(
+                "pipgate_shadow_kept_total",
+                "Page requests answered by the owner while a lower upstream has the same name",
+                &["owner", "shadow"],
             ),
             token_refreshes: counter(
                 "pipgate_token_refreshes_total",

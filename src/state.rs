@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http::HeaderValue;
 
+use crate::auth::SecretValue;
 use crate::index::Index;
 use crate::metrics::Metrics;
 
@@ -15,4 +16,6 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// `Cache-Control` of fresh index pages, built once from `cache.client_max_age`.
     pub fresh_cache_control: HeaderValue,
+    /// What `/admin/…` requests must present; `None` turns the admin endpoints off.
+    pub admin_token: Option<SecretValue>,
 }

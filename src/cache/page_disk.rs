@@ -60,6 +60,11 @@ impl PageDisk {
         self.dir.join(format!("{project}.json"))
     }
 
+    /// Removes the page of `project`, if stored.
+    pub fn remove(&self, project: &ProjectName) {
+        let _ = std::fs::remove_file(self.path(project));
+    }
+
     /// Writes the page of `project`. Errors are logged, not returned: the disk copy is a
     /// convenience for restarts, never needed to answer a request.
     pub fn store(

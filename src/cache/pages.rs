@@ -162,7 +162,7 @@ impl PageCache {
             if receiver.changed().await.is_err() {
                 // The refresh task ended without an answer: it panicked. Fail closed.
                 let error = crate::upstream::UpstreamError::Body("the refresh task failed".to_owned());
-                return Err(ResolveError { upstream: "pipgate".to_owned(), error: Arc::new(error) });
+                return Err(ResolveError::upstream_failed("pipgate", error));
             }
         }
     }
@@ -216,6 +216,7 @@ impl PageCache {
                 .await
                 .expect("rendering a page does not panic");
                 let cached = Arc::new(cached);
+                self.resolver.owned(project, owner, &cached.page);
                 self.store(project, &cached, true);
                 Ok(Some(Served { project: cached, stale: false }))
             }
@@ -224,6 +225,7 @@ impl PageCache {
                     unreachable!("validators are only sent to the previous owner")
                 };
                 self.count("revalidated");
+                self.resolver.owned(project, owner, &previous.page);
                 let cached = Arc::new(previous.confirmed(now));
                 self.store(project, &cached, false);
                 Ok(Some(Served { project: cached, stale: false }))
@@ -240,11 +242,20 @@ impl PageCache {
                         Ok(Some(Served { project: previous, stale: true }))
                     }
                     None => {
-                        self.metrics.fail_closed.with_label_values(&[&error.upstream]).inc();
+                        self.metrics.fail_closed.with_label_values(&[error.upstream()]).inc();
                         Err(error)
                     }
                 }
             }
+        }
+    }
+
+    /// Forgets the page of `project` in memory and on disk, so the next request resolves it
+    /// anew (after an operator released its owner).
+    pub fn invalidate(&self, project: &ProjectName) {
+        self.memory.invalidate(project);
+        if let Some(disk) = &self.disk {
+            disk.remove(project);
         }
     }
 

@@ -47,7 +47,7 @@ async fn fetch_and_render(upstreams: &[Arc<Upstream>]) -> Result<Rendered, Resol
         let names = upstream
             .fetch_root()
             .await
-            .map_err(|error| ResolveError { upstream: upstream.name().to_owned(), error: Arc::new(error) })?;
+            .map_err(|error| ResolveError::upstream_failed(upstream.name(), error))?;
         for name in names.names {
             if let Ok(normalized) = ProjectName::new(&name) {
                 if seen.insert(normalized) {

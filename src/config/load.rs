@@ -177,6 +177,35 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
                 .map_err(|e| errors.at(&format!("route[{i}].projects[{j}]"), format!("{pattern:?}: {e}")))?;
         }
     }
+    for (i, release) in config.releases.iter_mut().enumerate() {
+        if release.projects.is_empty() {
+            return Err(
+                errors.at(&format!("release[{i}].projects"), "a release needs at least one project pattern")
+            );
+        }
+        for (j, pattern) in release.projects.iter_mut().enumerate() {
+            *pattern = normalize_pattern(pattern).map_err(|e| {
+                errors.at(&format!("release[{i}].projects[{j}]"), format!("{pattern:?}: {e}"))
+            })?;
+        }
+    }
+    let ownership = &config.ownership;
+    if !(ownership.shadow_checks_per_second > 0.0 && ownership.shadow_checks_per_second.is_finite()) {
+        return Err(errors.at("ownership.shadow_checks_per_second", "must be a number above 0"));
+    }
+    for (key, value) in
+        [("health_interval", ownership.health_interval), ("shadow_recheck", ownership.shadow_recheck)]
+    {
+        if value.is_zero() {
+            return Err(errors.at(&format!("ownership.{key}"), "must be longer than 0s"));
+        }
+    }
+    if ownership.max_remembered == 0 {
+        return Err(errors.at("ownership.max_remembered", "must be at least 1"));
+    }
+    if let Some(source) = config.admin.token.source() {
+        check_secret(source, env, "admin", errors)?;
+    }
     Ok(())
 }
 

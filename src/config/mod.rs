@@ -12,7 +12,8 @@ mod secret;
 pub use env::{Environment, MapEnv, ProcessEnv};
 pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, read_secret_file};
 pub use model::{
-    AZURE_DEVOPS_SCOPE, AuthConfig, AzureAuthConfig, AzureIdentity, BasicAuthConfig, BearerAuthConfig,
-    CacheConfig, Config, RouteConfig, ServerConfig, TokenPresentation, UpstreamConfig,
+    AZURE_DEVOPS_SCOPE, AdminConfig, AuthConfig, AzureAuthConfig, AzureIdentity, BasicAuthConfig,
+    BearerAuthConfig, CacheConfig, Config, OwnershipConfig, ReleaseConfig, RouteConfig, ServerConfig,
+    TokenPresentation, UpstreamConfig,
 };
 pub use secret::{RequiredSecret, SecretKey, SecretSetting, SecretSource};

@@ -23,6 +23,78 @@ pub struct Config {
     /// Name patterns pinned to one upstream.
     #[serde(rename = "route", default)]
     pub routes: Vec<RouteConfig>,
+    /// Names that may move to a lower upstream despite the owner memory.
+    #[serde(rename = "release", default)]
+    pub releases: Vec<ReleaseConfig>,
+    #[serde(default)]
+    pub ownership: OwnershipConfig,
+    #[serde(default)]
+    pub admin: AdminConfig,
+}
+
+/// `[ownership]`: owner memory, feed health and shadow detection.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OwnershipConfig {
+    /// Look for privately owned names on the lower upstreams, in the background. Default
+    /// `true`. Each check asks a lower (usually public) index for a private name, which tells
+    /// that index the name exists; turn it off where that matters more than knowing.
+    #[serde(default = "default_true")]
+    pub shadow_check: bool,
+    /// How often the root of each health-checked upstream is probed; a project 404 from such an
+    /// upstream counts only within this long of a good probe. Default `60s`.
+    #[serde(default = "default_health_interval", with = "duration")]
+    pub health_interval: Duration,
+    /// How often a shadowed name is checked again on the lower upstreams. Default `1h`.
+    #[serde(default = "default_shadow_recheck", with = "duration")]
+    pub shadow_recheck: Duration,
+    /// Most shadow checks sent to lower upstreams per second. Default `2`.
+    #[serde(default = "default_shadow_checks_per_second")]
+    pub shadow_checks_per_second: f64,
+    /// Most projects whose owner is remembered; the oldest record goes first. Default `100000`.
+    #[serde(default = "default_max_remembered")]
+    pub max_remembered: usize,
+}
+
+impl Default for OwnershipConfig {
+    fn default() -> Self {
+        OwnershipConfig {
+            shadow_check: true,
+            health_interval: default_health_interval(),
+            shadow_recheck: default_shadow_recheck(),
+            shadow_checks_per_second: default_shadow_checks_per_second(),
+            max_remembered: default_max_remembered(),
+        }
+    }
+}
+
+fn default_health_interval() -> Duration {
+    Duration::from_secs(60)
+}
+fn default_shadow_recheck() -> Duration {
+    Duration::from_secs(3600)
+}
+fn default_shadow_checks_per_second() -> f64 {
+    2.0
+}
+fn default_max_remembered() -> usize {
+    100_000
+}
+
+/// `[[release]]`: projects allowed to move to a lower upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseConfig {
+    /// Names or `*` patterns, matched after normalization.
+    pub projects: Vec<String>,
+}
+
+/// `[admin]`: the admin endpoints (`/admin/…`), off unless a token is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct AdminConfig {
+    /// `token`, `token_env` or `token_file`: what `Authorization: Bearer …` must carry.
+    #[serde(flatten)]
+    pub token: SecretSetting<Token>,
 }
 
 /// `[server]`
@@ -148,6 +220,23 @@ pub struct UpstreamConfig {
     /// Deadline for an index page, and for the headers and each read of a file. Default `30s`.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// Keep the names this upstream has owned from moving to a lower upstream. Default `true`.
+    #[serde(default = "default_true")]
+    pub hold: bool,
+    /// Probe this upstream's root and distrust its 404s while it is broken. Default: on for an
+    /// upstream with `auth` (a private feed), off otherwise.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub health_check: Option<bool>,
+}
+
+impl UpstreamConfig {
+    pub fn is_health_checked(&self) -> bool {
+        self.health_check.unwrap_or(self.auth.is_some())
+    }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_connect_timeout() -> Duration {

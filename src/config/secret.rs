@@ -66,7 +66,7 @@ secret_key!(
 pub const INLINE_SECRET_KEYS: [&str; 3] = [Password::NAMES[0], Token::NAMES[0], ClientSecret::NAMES[0]];
 
 /// A secret given in at most one of its three spellings, or not at all (an Azure service
-/// principal may use a certificate instead).
+/// principal may use a certificate instead; the admin token is optional).
 #[derive(Clone, PartialEq, Eq)]
 pub struct SecretSetting<K> {
     source: Option<SecretSource>,
@@ -80,6 +80,12 @@ impl<K> SecretSetting<K> {
 
     pub fn source(&self) -> Option<&SecretSource> {
         self.source.as_ref()
+    }
+}
+
+impl<K> Default for SecretSetting<K> {
+    fn default() -> Self {
+        SecretSetting::new(None)
     }
 }
 

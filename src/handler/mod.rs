@@ -7,10 +7,12 @@
 //! | `/files/{project}/{filename}`   | a file listed on the owner's page (I8)          |
 //! | `/healthz`, `/readyz`           | liveness and readiness                          |
 //! | `/metrics`                      | Prometheus metrics                              |
+//! | `/admin/…`                      | operator endpoints, behind the admin token      |
 //!
 //! Nothing else is served: no route fetches a URL that a client supplies. Handlers return
 //! `Result<_, ServeError>`; the rescue layer (see [`crate::app`]) turns errors into answers.
 
+mod admin;
 mod conditional;
 mod files;
 mod simple;
@@ -62,10 +64,13 @@ impl<B> tower::Service<Request<B>> for Router {
 }
 
 async fn route(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {
+    let path = request.uri.path();
+    if let Some(rest) = path.strip_prefix("/admin/") {
+        return admin::route(state, request, rest).await;
+    }
     if request.method != Method::GET && request.method != Method::HEAD {
         return Err(ServeError::MethodNotAllowed);
     }
-    let path = request.uri.path();
     match path {
         // Liveness never depends on an upstream or on Azure.
         "/healthz" => return Ok(text(StatusCode::OK, "ok\n".into())),
@@ -104,15 +109,23 @@ async fn route(state: &State, request: &Parts) -> Result<Response<ResponseBody>,
 }
 
 /// Ready when every authenticated upstream holds a credential it can use (a first token).
+/// An unhealthy feed does not make pipgate unready (it still serves everything else, and fails
+/// closed for what that feed may own); it is listed in the answer.
 fn readiness(state: &State) -> Response<ResponseBody> {
     let waiting = state.index.waiting_for_credentials();
-    if waiting.is_empty() {
-        return text(StatusCode::OK, "ok\n".into());
+    let mut body = if waiting.is_empty() {
+        "ok\n".to_owned()
+    } else {
+        format!("not ready: no token yet for upstream {}\n", waiting.join(", "))
+    };
+    for (upstream, reason, since) in state.index.unhealthy() {
+        let since = humantime::format_rfc3339_seconds(since);
+        body.push_str(&format!(
+            "upstream {upstream:?} is unhealthy since {since}: its index root {reason}\n"
+        ));
     }
-    text(
-        StatusCode::SERVICE_UNAVAILABLE,
-        format!("not ready: no token yet for upstream {}\n", waiting.join(", ")),
-    )
+    let status = if waiting.is_empty() { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    text(status, body)
 }
 
 /// Percent-decodes one path segment; bytes that are not UTF-8 make it invalid.

@@ -98,6 +98,11 @@ impl Upstream {
         &self.name
     }
 
+    /// The URL of `project`'s page on this upstream.
+    pub fn project_url(&self, project: &crate::pypi::ProjectName) -> Url {
+        self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment")
+    }
+
     /// Ready when its credential (if any) can authenticate: an Azure token has arrived.
     pub fn is_ready(&self) -> bool {
         self.credential.as_ref().is_none_or(|c| c.is_ready())

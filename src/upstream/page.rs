@@ -82,7 +82,7 @@ impl Upstream {
         project: &ProjectName,
         validators: Option<&Validators>,
     ) -> Result<PageAnswer, UpstreamError> {
-        let url = self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment");
+        let url = self.project_url(project);
         let started = std::time::Instant::now();
         let fetched = self.fetch_body(url, validators).await;
         let parsed = match fetched {

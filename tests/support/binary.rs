@@ -35,6 +35,8 @@ impl RunningBinary {
             .env("PIPGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
             .env("PIPGATE_CACHE__DIR", cache.path())
             .env("PIPGATE_LOG", "trace")
+            // Off, so that "the public index is never asked" stays exact; `env` may turn it on.
+            .env("PIPGATE_OWNERSHIP__SHADOW_CHECK", "false")
             .stdin(Stdio::null())
             .stdout(Stdio::from(log.reopen().unwrap()))
             .stderr(Stdio::from(log.reopen().unwrap()))

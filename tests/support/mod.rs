@@ -30,7 +30,9 @@ pub struct Pipgate {
 
 impl Pipgate {
     /// Starts pipgate with `toml` as its config file (its `listen` is forced to 127.0.0.1:0)
-    /// and a fresh cache directory, unless the config names one.
+    /// and a fresh cache directory, unless the config names one. Shadow checks are off unless
+    /// the config sets `shadow_check`: they ask the public index about private names in the
+    /// background, and most tests assert that the public index is never asked.
     pub async fn start(toml: &str, env: MapEnv) -> Pipgate {
         let mut file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         file.write_all(toml.as_bytes()).unwrap();
@@ -42,6 +44,9 @@ impl Pipgate {
             let dir = tempfile::tempdir().unwrap();
             config.cache.dir = dir.path().to_owned();
             cache = Some(dir);
+        }
+        if !toml.contains("shadow_check") {
+            config.ownership.shadow_check = false;
         }
         let cache_dir = config.cache.dir.clone();
         let server = pipgate::start(&config, &env).await.expect("pipgate starts");

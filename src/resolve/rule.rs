@@ -1,19 +1,10 @@
-//! The owner rule (I1, I2): which upstream a project's page and files come from.
-//!
-//! A project belongs to the first upstream, in config order, that answers its page with a
-//! valid page; the page is served whole from that upstream, never merged with another. A route
-//! pins matching names to one upstream, whatever the others hold. Only a definite 404/410 lets
-//! the search go on to the next upstream: any other failure of a higher upstream fails closed,
-//! because falling through to a public index is exactly how dependency confusion installs an
-//! attacker's package when the private feed has an outage or rejects the credential.
+//! The owner rule itself, without I/O: which upstreams may own a name, and the first-owner
+//! search over them. Unit-tested as a table.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::time::Duration;
 
+use super::Asked;
 use crate::pypi::ProjectName;
-use crate::pypi::simple::ProjectPage;
-use crate::upstream::{PageAnswer, Upstream, UpstreamError, Validators};
 
 /// Name patterns pinned to one upstream (by index into the upstream list).
 #[derive(Debug, Clone)]
@@ -21,95 +12,6 @@ pub struct Route {
     /// Normalized patterns; `*` matches any run of characters.
     pub patterns: Vec<String>,
     pub upstream: usize,
-}
-
-/// An upstream failed, so the lookup stopped there. Cheap to clone: one failed refresh
-/// answers every request that waited for it.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("upstream {upstream:?} {error}")]
-pub struct ResolveError {
-    pub upstream: String,
-    #[source]
-    pub error: Arc<UpstreamError>,
-}
-
-/// The outcome of running the owner rule once.
-#[derive(Debug)]
-pub enum Resolution {
-    /// `owner` has the project; this is its current page.
-    Found { owner: usize, page: Box<ProjectPage>, validators: Validators },
-    /// The previous owner answered 304: its page has not changed.
-    Unchanged { owner: usize },
-    /// Every candidate answered 404/410.
-    NotFound,
-}
-
-/// What one upstream said during a lookup.
-#[derive(Debug)]
-pub enum Asked<T> {
-    Owner(T),
-    NotHere,
-}
-
-/// The ordered upstreams, the routes over them, and the upstreams' recent 404s.
-#[derive(Debug)]
-pub struct Resolver {
-    upstreams: Vec<Arc<Upstream>>,
-    routes: Vec<Route>,
-    /// (upstream, project) pairs that answered 404/410 lately, so that a public project does
-    /// not cost a round trip to every private upstream above it on each lookup.
-    not_found: moka::sync::Cache<(usize, ProjectName), ()>,
-}
-
-impl Resolver {
-    pub fn new(upstreams: Vec<Arc<Upstream>>, routes: Vec<Route>, negative_ttl: Duration) -> Self {
-        let not_found = moka::sync::Cache::builder().max_capacity(200_000).time_to_live(negative_ttl).build();
-        Resolver { upstreams, routes, not_found }
-    }
-
-    pub fn upstreams(&self) -> &[Arc<Upstream>] {
-        &self.upstreams
-    }
-
-    pub fn upstream(&self, index: usize) -> &Arc<Upstream> {
-        &self.upstreams[index]
-    }
-
-    /// Runs the owner rule for `project`. With `previous` (the owner and validators of the
-    /// cached page), that owner is asked conditionally.
-    pub async fn resolve(
-        &self,
-        project: &ProjectName,
-        previous: Option<(usize, &Validators)>,
-    ) -> Result<Resolution, ResolveError> {
-        let candidates = candidates(&self.routes, self.upstreams.len(), project);
-        let found = first_owner(&candidates, |i| async move {
-            if self.not_found.contains_key(&(i, project.clone())) {
-                return Ok(Asked::NotHere);
-            }
-            let validators = previous.filter(|(owner, v)| *owner == i && !v.is_empty()).map(|(_, v)| v);
-            match self.upstreams[i].fetch_page(project, validators).await? {
-                PageAnswer::Found(fetched) => Ok(Asked::Owner(Some(fetched))),
-                PageAnswer::NotModified => Ok(Asked::Owner(None)),
-                PageAnswer::NotFound => {
-                    self.not_found.insert((i, project.clone()), ());
-                    Ok(Asked::NotHere)
-                }
-            }
-        })
-        .await;
-        match found {
-            Ok(Some((owner, Some(fetched)))) => {
-                let fetched = *fetched;
-                Ok(Resolution::Found { owner, page: Box::new(fetched.page), validators: fetched.validators })
-            }
-            Ok(Some((owner, None))) => Ok(Resolution::Unchanged { owner }),
-            Ok(None) => Ok(Resolution::NotFound),
-            Err((i, error)) => {
-                Err(ResolveError { upstream: self.upstreams[i].name().to_owned(), error: Arc::new(error) })
-            }
-        }
-    }
 }
 
 /// The upstreams that may own `project`, in order: the routed one alone, or all of them.
@@ -122,13 +24,13 @@ pub fn candidates(routes: &[Route], upstream_count: usize, project: &ProjectName
 }
 
 /// Asks `candidates` in order; the first owner wins, the first error stops the search.
-pub async fn first_owner<T, F, Fut>(
+pub async fn first_owner<T, E, F, Fut>(
     candidates: &[usize],
     mut ask: F,
-) -> Result<Option<(usize, T)>, (usize, UpstreamError)>
+) -> Result<Option<(usize, T)>, (usize, E)>
 where
     F: FnMut(usize) -> Fut,
-    Fut: Future<Output = Result<Asked<T>, UpstreamError>>,
+    Fut: Future<Output = Result<Asked<T>, E>>,
 {
     for &i in candidates {
         match ask(i).await {
@@ -166,6 +68,7 @@ mod tests {
     use http::StatusCode;
 
     use super::*;
+    use crate::upstream::UpstreamError;
 
     enum Script {
         Page,
