@@ -9,7 +9,10 @@
 //!   installs the attacker's;
 //! - `--require-hashes` installs succeed with hashes taken from the original files;
 //! - after a warm-up, with both upstreams stopped, the warmed set still installs from
-//!   pipgate's cache.
+//!   pipgate's cache;
+//! - a private project deleted from the feed is held (I9): the client installs the private
+//!   version from the held page while `max_stale` allows, then fails, and never receives the
+//!   attacker's public file.
 
 mod support;
 
@@ -29,10 +32,16 @@ struct World {
     public: FakeIndex,
     pipgate: Pipgate,
     private_wheel: wheel::Wheel,
-    _packages: tempfile::TempDir,
+    packages: tempfile::TempDir,
+    config: String,
 }
 
 async fn world() -> World {
+    world_with("").await
+}
+
+/// The world, with `extra` config after the upstreams.
+async fn world_with(extra: &str) -> World {
     let packages = tempfile::tempdir().unwrap();
     let private_wheel = wheel::build("acme-core", "1.0.0", "private");
     std::fs::write(packages.path().join(&private_wheel.filename), &private_wheel.bytes).unwrap();
@@ -55,12 +64,18 @@ auth = {{ basic = {{ username = "ci", password_env = "CORP_PASSWORD" }} }}
 [[upstream]]
 name = "pypi"
 url = "{}"
+
+{extra}
 "#,
         private.url,
         public.url()
     );
-    let pipgate = Pipgate::start(&config, MapEnv::new([("CORP_PASSWORD", PASSWORD)])).await;
-    World { private, public, pipgate, private_wheel, _packages: packages }
+    let pipgate = Pipgate::start(&config, feed_env()).await;
+    World { private, public, pipgate, private_wheel, packages, config }
+}
+
+fn feed_env() -> MapEnv {
+    MapEnv::new([("CORP_PASSWORD", PASSWORD)])
 }
 
 fn assert_private_installed(run: &Run, target: &Path) {
@@ -167,6 +182,47 @@ async fn fails_closed_when_the_private_feed_is_down(client: Client) {
         run.output
     );
     assert_eq!(world.public.count("/simple/acme-core/"), 0, "the public index was never asked");
+}
+
+async fn a_deleted_private_project_is_held(client: Client) {
+    let cache = tempfile::tempdir().unwrap();
+    let holding =
+        format!("[cache]\ndir = \"{}\"\nindex_ttl = \"0s\"\nmax_stale = \"1h\"\n", cache.path().display());
+    let world = world_with(&holding).await;
+    let target = tempfile::tempdir().unwrap();
+    let run = client.install(&world.pipgate.index_url(), target.path(), &["acme-core"]).await;
+    assert_private_installed(&run, target.path());
+
+    // The private feed loses the project (deleted by mistake); PyPI has a higher version.
+    std::fs::remove_file(world.packages.path().join(&world.private_wheel.filename)).unwrap();
+    let target = tempfile::tempdir().unwrap();
+    let run = client.install(&world.pipgate.index_url(), target.path(), &["acme-core"]).await;
+    assert_private_installed(&run, target.path());
+
+    // The same cache and owner memory once the stale window is over: the install fails.
+    let ended = world.config.replace("max_stale = \"1h\"", "max_stale = \"0s\"");
+    let after = Pipgate::start(&ended, feed_env()).await;
+    let target = tempfile::tempdir().unwrap();
+    let run = client.install_while_feed_is_down(&after.index_url(), target.path()).await;
+    assert!(!run.success, "{client:?}: the install should fail:\n{}", run.output);
+    assert_eq!(installed_origin(target.path(), "acme_core"), None, "{}", run.output);
+    assert!(client.shows_the_gateway_error(&run.output), "{client:?}:\n{}", run.output);
+    assert_eq!(world.public.count("/files/"), 0, "the attacker's file was never fetched");
+    let metrics = support::get(&format!("{}/metrics", after.base), &[]).await.unwrap().text();
+    assert!(
+        metrics.contains("pipgate_owner_holds_total{lower=\"pypi\",owner=\"corp\"} 1"),
+        "the failure is the hold:\n{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_installs_a_held_project_from_its_owner_or_not_at_all() {
+    a_deleted_private_project_is_held(Client::Pip).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uv_installs_a_held_project_from_its_owner_or_not_at_all() {
+    a_deleted_private_project_is_held(Client::Uv).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -195,9 +195,11 @@ impl Resolver {
         previous: Option<(usize, &Validators)>,
     ) -> Result<Resolution, ResolveError> {
         let candidates = candidates(&self.routes, self.upstreams.len(), project);
+        let remembered = self.owners.get(project).and_then(|owned| self.position(&owned.upstream));
         let found = first_owner(&candidates, |i| async move {
             self.health.gate(i).map_err(Stop::Unhealthy)?;
-            if self.not_found.contains_key(&(i, project.clone())) {
+            // The remembered owner is always asked: a held name must see its owner come back.
+            if Some(i) != remembered && self.not_found.contains_key(&(i, project.clone())) {
                 return Ok(Asked::NotHere);
             }
             let validators = previous.filter(|(owner, v)| *owner == i && !v.is_empty()).map(|(_, v)| v);
@@ -224,7 +226,7 @@ impl Resolver {
                 });
             }
         };
-        self.check_move(project, owner).await?;
+        self.check_move(project, remembered, owner).await?;
         Ok(match fetched {
             Some(fetched) => {
                 let fetched = *fetched;
@@ -236,8 +238,12 @@ impl Resolver {
 
     /// Compares the owner just found with the remembered one: a move down is held unless the
     /// name is released; anything else is remembered.
-    async fn check_move(&self, project: &ProjectName, owner: usize) -> Result<(), ResolveError> {
-        let remembered = self.owners.get(project).and_then(|owned| self.position(&owned.upstream));
+    async fn check_move(
+        &self,
+        project: &ProjectName,
+        remembered: Option<usize>,
+        owner: usize,
+    ) -> Result<(), ResolveError> {
         if let Some(was) = remembered.filter(|&was| owner > was) {
             if self.hold[was] && !self.releases.iter().any(|p| glob_match(p, project.as_str())) {
                 self.start_hold(project, was, owner);

@@ -107,6 +107,10 @@ struct State {
     rejected: usize,
     seen: Vec<Seen>,
     not_modified: usize,
+    /// When set, the root (`/simple/`) answers this status instead of the project list.
+    root_status: Option<u16>,
+    /// PEP 708 `tracks` per project.
+    tracks: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Clone)]
@@ -148,6 +152,21 @@ impl FakeIndex {
         let mut state = self.state.lock().unwrap();
         state.projects.entry(project.to_owned()).or_default().push(file.into());
         self
+    }
+
+    /// Forgets `project`: its page answers 404 from now on.
+    pub fn remove(&self, project: &str) {
+        self.state.lock().unwrap().projects.remove(project);
+    }
+
+    /// The root (`/simple/`) answers `status` (with an empty body), or the list again (`None`).
+    pub fn set_root_status(&self, status: Option<u16>) {
+        self.state.lock().unwrap().root_status = status;
+    }
+
+    /// `project`'s JSON page declares it tracks these project URLs (PEP 708).
+    pub fn set_tracks(&self, project: &str, urls: &[String]) {
+        self.state.lock().unwrap().tracks.insert(project.to_owned(), urls.to_vec());
     }
 
     pub fn set_page_mode(&self, mode: PageMode) {
@@ -239,6 +258,9 @@ async fn answer(
         return Ok(full(200, "text/html", "<form><input type=password></form>"));
     }
     if path == "/simple/" {
+        if let Some(status) = state.lock().unwrap().root_status {
+            return Ok(full(status, "text/plain", ""));
+        }
         let names: Vec<String> = state.lock().unwrap().projects.keys().cloned().collect();
         let projects: Vec<_> = names.iter().map(|n| serde_json::json!({"name": n})).collect();
         let body = serde_json::json!({"meta": {"api-version": "1.1"}, "projects": projects});
@@ -321,8 +343,11 @@ async fn answer(
             entry
         })
         .collect();
-    let body =
+    let mut body =
         serde_json::json!({"meta": {"api-version": "1.1"}, "name": name, "files": files, "versions": []});
+    if let Some(tracks) = state.lock().unwrap().tracks.get(name) {
+        body["tracks"] = serde_json::json!(tracks);
+    }
     let body = body.to_string();
     let etag = format!("\"{}\"", &sha256_hex(body.as_bytes())[..16]);
     if req.headers().get("if-none-match").is_some_and(|v| v == etag.as_str()) {
