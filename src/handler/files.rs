@@ -106,7 +106,7 @@ struct Answer {
 impl Answer {
     fn new(listed: &ListedFile) -> Answer {
         Answer {
-            upstream: HeaderValue::from_str(listed.owner.name()).expect("upstream names are header-safe"),
+            upstream: listed.owner.name_header().clone(),
             content_type: HeaderValue::from_static(guess_content_type(&listed.filename)),
             etag: listed
                 .sha256

@@ -51,9 +51,7 @@ pub async fn project(
     let variant = answer.project.rendered.variant(media_type, gzip);
     let mut response =
         page_response(&request.headers, media_type, gzip, variant, answer.stale, &state.fresh_cache_control);
-    if let Ok(value) = HeaderValue::from_str(answer.owner.name()) {
-        response.headers_mut().insert(UPSTREAM_HEADER, value);
-    }
+    response.headers_mut().insert(UPSTREAM_HEADER, answer.owner.name_header().clone());
     Ok(response)
 }
 
@@ -66,25 +64,30 @@ fn page_response(
     stale: bool,
     fresh_cache_control: &HeaderValue,
 ) -> Response<ResponseBody> {
+    // The hot path of a cache hit: static and ready header values only (no parsing, no
+    // allocation per header), in a map sized for them and for what the layers above add.
     let unchanged = not_modified(request, &variant.etag);
-    let mut builder = Response::builder()
-        .status(if unchanged { StatusCode::NOT_MODIFIED } else { StatusCode::OK })
-        .header(header::CONTENT_TYPE, media_type.content_type())
-        .header(header::VARY, "Accept, Accept-Encoding")
-        .header(header::ETAG, variant.etag.clone());
-    if gzip {
-        builder = builder.header(header::CONTENT_ENCODING, "gzip");
-    }
-    builder = if stale {
-        builder
-            .header(header::CACHE_CONTROL, "max-age=0, must-revalidate")
-            .header(header::WARNING, "110 pipgate \"Response is Stale\"")
-            .header(STALE_HEADER, "true")
-    } else {
-        builder.header(header::CACHE_CONTROL, fresh_cache_control.clone())
-    };
     let body = if unchanged { empty() } else { full(variant.body.clone()) };
-    builder.body(body).expect("valid headers")
+    let mut response = Response::new(body);
+    if unchanged {
+        *response.status_mut() = StatusCode::NOT_MODIFIED;
+    }
+    let headers = response.headers_mut();
+    headers.reserve(10);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(media_type.content_type()));
+    headers.insert(header::VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+    headers.insert(header::ETAG, variant.etag.clone());
+    if gzip {
+        headers.insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    if stale {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=0, must-revalidate"));
+        headers.insert(header::WARNING, HeaderValue::from_static("110 pipgate \"Response is Stale\""));
+        headers.insert(STALE_HEADER, HeaderValue::from_static("true"));
+    } else {
+        headers.insert(header::CACHE_CONTROL, fresh_cache_control.clone());
+    }
+    response
 }
 
 pub async fn root(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {

@@ -3,16 +3,17 @@
 //! Requests past the limit wait for a slot instead of opening ever more upstream connections
 //! and buffers. The wait happens inside `call` (not in `poll_ready`, as tower's own limit
 //! does), so the timeout layer above counts it. A slot is held until the response headers are
-//! ready; streaming a body needs no slot, since bodies are bounded by their own buffers.
+//! ready; streaming a body needs no slot, since bodies are bounded by their own buffers. With a
+//! slot free, the request goes straight through without an allocation.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::Request;
-use tokio::sync::Semaphore;
-use tower::ServiceExt;
-
-use super::BoxFuture;
+use pin_project_lite::pin_project;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 #[derive(Debug, Clone)]
 pub struct ConcurrencyLimitLayer {
@@ -46,22 +47,51 @@ where
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = BoxFuture<S::Response, S::Error>;
+    type Future = Slotted<S::Future, S::Response, S::Error>;
 
-    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        Poll::Ready(Ok(()))
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
+        // A free slot (the usual case): call straight through.
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Slotted::Running { inner: self.inner.call(request), _slot: slot };
+        }
+        // Past the limit: wait for a slot inside the future, with the service that was made
+        // ready, leaving a clone behind (tower's pattern for services used across an await).
         let slots = self.slots.clone();
-        // Take the service that `call` was made ready for, leaving a clone behind (tower's
-        // pattern for services used across an await).
         let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
-        Box::pin(async move {
-            let _slot = slots.acquire_owned().await.expect("the semaphore is never closed");
-            inner.oneshot(request).await
-        })
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        Slotted::Waiting {
+            wait: Box::pin(async move {
+                let _slot = slots.acquire_owned().await.expect("the semaphore is never closed");
+                inner.call(request).await
+            }),
+        }
+    }
+}
+
+pin_project! {
+    /// The inner answer, produced while holding a slot.
+    #[project = SlottedProjection]
+    pub enum Slotted<F, T, E> {
+        Running { #[pin] inner: F, _slot: OwnedSemaphorePermit },
+        Waiting { wait: Pin<Box<dyn Future<Output = Result<T, E>> + Send>> },
+    }
+}
+
+impl<F, T, E> Future for Slotted<F, T, E>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            SlottedProjection::Running { inner, .. } => inner.poll(cx),
+            SlottedProjection::Waiting { wait } => wait.as_mut().poll(cx),
+        }
     }
 }
 

@@ -8,115 +8,170 @@
 //! counted with status `499` (nginx's "client closed request") and its time so far.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
+use pin_project_lite::pin_project;
+use prometheus::{Histogram, IntCounter};
 
-use super::BoxFuture;
 use crate::body::{BoxError, ResponseBody};
 use crate::metrics::Metrics;
 
+/// The bounded route labels: never a project or file name.
+const ROUTES: [&str; 7] = ["simple_root", "simple_project", "files", "metrics", "health", "admin", "other"];
+
+fn route_of(path: &str) -> usize {
+    match path {
+        "/simple/" => 0,
+        "/metrics" => 3,
+        "/healthz" | "/readyz" => 4,
+        _ if path.starts_with("/simple/") => 1,
+        _ if path.starts_with("/files/") => 2,
+        _ if path.starts_with("/admin/") => 5,
+        _ => 6,
+    }
+}
+
+/// One route's metric handles, resolved once: a request then costs no label lookup unless its
+/// status is not 200.
+#[derive(Debug)]
+struct RouteMetrics {
+    route: &'static str,
+    ok: IntCounter,
+    seconds: Histogram,
+    bytes: IntCounter,
+}
+
+#[derive(Debug)]
+struct Table {
+    metrics: Arc<Metrics>,
+    routes: Vec<RouteMetrics>,
+}
+
 #[derive(Debug, Clone)]
 pub struct MetricsLayer {
-    metrics: Arc<Metrics>,
+    table: Arc<Table>,
 }
 
 impl MetricsLayer {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        MetricsLayer { metrics }
+        let routes = ROUTES
+            .iter()
+            .map(|&route| RouteMetrics {
+                route,
+                ok: metrics.requests.with_label_values(&[route, "200"]),
+                seconds: metrics.request_seconds.with_label_values(&[route]),
+                bytes: metrics.bytes_served.with_label_values(&[route]),
+            })
+            .collect();
+        MetricsLayer { table: Arc::new(Table { metrics, routes }) }
     }
 }
 
 impl<S> tower::Layer<S> for MetricsLayer {
     type Service = Metered<S>;
     fn layer(&self, inner: S) -> Metered<S> {
-        Metered { inner, metrics: self.metrics.clone() }
+        Metered { inner, table: self.table.clone() }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Metered<S> {
     inner: S,
-    metrics: Arc<Metrics>,
+    table: Arc<Table>,
 }
 
 impl<S, B> tower::Service<Request<B>> for Metered<S>
 where
     S: tower::Service<Request<B>, Response = Response<ResponseBody>, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = BoxFuture<Response<ResponseBody>, Infallible>;
+    type Future = Counted<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let mut guard = InFlight::start(self.metrics.clone(), route_label(request.uri().path()));
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            let Ok(response) = answer.await;
-            guard.answered(response.status());
-            Ok(response.map(|body| MeteredBody { body, guard }.boxed_unsync()))
-        })
+        let guard = InFlight::start(self.table.clone(), route_of(request.uri().path()));
+        Counted { inner: self.inner.call(request), guard: Some(guard) }
     }
 }
 
-/// A bounded route label: never the project or file name.
-pub fn route_label(path: &str) -> &'static str {
-    match path {
-        "/simple/" => "simple_root",
-        "/metrics" => "metrics",
-        "/healthz" | "/readyz" => "health",
-        _ if path.starts_with("/simple/") => "simple_project",
-        _ if path.starts_with("/files/") => "files",
-        _ => "other",
+pin_project! {
+    /// Counts the answer when it is ready, and hands the guard on to its body.
+    pub struct Counted<F> {
+        #[pin]
+        inner: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F> Future for Counted<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, Infallible>>,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        let mut guard = this.guard.take().expect("polled after it was ready");
+        guard.answered(response.status());
+        Poll::Ready(Ok(response.map(|body| MeteredBody { body, guard }.boxed_unsync())))
     }
 }
 
 /// One request in flight: counted in on creation, counted out when dropped.
-struct InFlight {
-    metrics: Arc<Metrics>,
-    route: &'static str,
+#[derive(Debug)]
+pub struct InFlight {
+    table: Arc<Table>,
+    route: usize,
     started: Instant,
     answered: bool,
 }
 
 impl InFlight {
-    fn start(metrics: Arc<Metrics>, route: &'static str) -> Self {
-        metrics.in_flight.inc();
-        InFlight { metrics, route, started: Instant::now(), answered: false }
+    fn start(table: Arc<Table>, route: usize) -> Self {
+        table.metrics.in_flight.inc();
+        InFlight { table, route, started: Instant::now(), answered: false }
+    }
+
+    fn handles(&self) -> &RouteMetrics {
+        &self.table.routes[self.route]
     }
 
     /// The headers are ready: count the request by status, with its latency.
     fn answered(&mut self, status: StatusCode) {
         self.answered = true;
-        self.record(status.as_str());
+        if status == StatusCode::OK {
+            self.handles().ok.inc();
+        } else {
+            self.count(status.as_str());
+        }
+        self.handles().seconds.observe(self.started.elapsed().as_secs_f64());
     }
 
-    fn record(&self, status: &str) {
-        self.metrics.requests.with_label_values(&[self.route, status]).inc();
-        self.metrics
-            .request_seconds
-            .with_label_values(&[self.route])
-            .observe(self.started.elapsed().as_secs_f64());
+    fn count(&self, status: &str) {
+        self.table.metrics.requests.with_label_values(&[self.handles().route, status]).inc();
     }
 }
 
 impl Drop for InFlight {
     fn drop(&mut self) {
         if !self.answered {
-            self.record("499");
+            self.count("499");
+            self.handles().seconds.observe(self.started.elapsed().as_secs_f64());
         }
-        self.metrics.in_flight.dec();
+        self.table.metrics.in_flight.dec();
     }
 }
 
@@ -138,8 +193,7 @@ impl Body for MeteredBody {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
         if let Poll::Ready(Some(Ok(frame))) = &polled {
             if let Some(data) = frame.data_ref() {
-                let guard = &self.guard;
-                guard.metrics.bytes_served.with_label_values(&[guard.route]).inc_by(data.len() as u64);
+                self.guard.handles().bytes.inc_by(data.len() as u64);
             }
         }
         polled
@@ -151,5 +205,29 @@ impl Body for MeteredBody {
 
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route_label(path: &str) -> &'static str {
+        ROUTES[route_of(path)]
+    }
+
+    #[test]
+    fn route_labels_are_bounded() {
+        for (path, label) in [
+            ("/simple/", "simple_root"),
+            ("/simple/acme-core/", "simple_project"),
+            ("/files/acme-core/acme_core-1.0.tar.gz", "files"),
+            ("/metrics", "metrics"),
+            ("/readyz", "health"),
+            ("/admin/shadowed", "admin"),
+            ("/favicon.ico", "other"),
+        ] {
+            assert_eq!(route_label(path), label, "{path}");
+        }
     }
 }

@@ -6,16 +6,12 @@
 //! - [`rescue`]: the one place where an error becomes an HTTP answer;
 //! - [`timeout`]: a deadline for the whole request, up to its response headers;
 //! - [`concurrency`]: a bound on the requests being worked on at once.
+//!
+//! Each layer names its own future (no boxing): a cache hit passes through all of them without
+//! an allocation of theirs, which is measurable at a hundred thousand requests a second.
 
 pub mod concurrency;
 pub mod metrics;
 pub mod rescue;
 pub mod timeout;
 pub mod trace;
-
-use std::future::Future;
-use std::pin::Pin;
-
-/// The future type of these layers: boxed, so each layer stays a few readable lines. The cost
-/// (one allocation per layer per request) is small next to a response.
-pub type BoxFuture<T, E> = Pin<Box<dyn Future<Output = Result<T, E>> + Send>>;

@@ -6,11 +6,13 @@
 //! sees only answers, so metrics and the access log count every error with its real status.
 
 use std::convert::Infallible;
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 
 use http::{Request, Response};
+use pin_project_lite::pin_project;
 
-use super::BoxFuture;
 use crate::body::ResponseBody;
 use crate::error::ServeError;
 
@@ -32,23 +34,38 @@ pub struct Rescue<S> {
 impl<S, B> tower::Service<Request<B>> for Rescue<S>
 where
     S: tower::Service<Request<B>, Response = Response<ResponseBody>, Error = ServeError>,
-    S::Future: Send + 'static,
 {
     type Response = Response<ResponseBody>;
     type Error = Infallible;
-    type Future = BoxFuture<Response<ResponseBody>, Infallible>;
+    type Future = Rescued<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
-        // The services below are always ready (the concurrency limit waits inside `call`);
-        // should one ever refuse, it is answered per request, in `call`.
-        match self.inner.poll_ready(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(_) => Poll::Ready(Ok(())),
-        }
+        // The services below are always ready (the concurrency limit waits inside `call`).
+        let _ = ready!(self.inner.poll_ready(cx));
+        Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let answer = self.inner.call(request);
-        Box::pin(async move { Ok(answer.await.unwrap_or_else(ServeError::into_response)) })
+        Rescued { inner: self.inner.call(request) }
+    }
+}
+
+pin_project! {
+    /// The answer, or the error table's answer for the error.
+    pub struct Rescued<F> {
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F> Future for Rescued<F>
+where
+    F: Future<Output = Result<Response<ResponseBody>, ServeError>>,
+{
+    type Output = Result<Response<ResponseBody>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let answer = ready!(self.project().inner.poll(cx));
+        Poll::Ready(Ok(answer.unwrap_or_else(ServeError::into_response)))
     }
 }

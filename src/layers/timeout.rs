@@ -6,13 +6,19 @@
 //! not covered: a large file may stream for longer, bounded by per-read deadlines instead. A
 //! request that runs out stops waiting; work it shares with others (a refresh, a fill) goes
 //! on in its own task.
+//!
+//! The timer starts the first time the request has to wait: a cache hit, answered in its first
+//! poll, never touches the timer wheel.
 
-use std::task::{Context, Poll};
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use http::Request;
+use pin_project_lite::pin_project;
+use tokio::time::Sleep;
 
-use super::BoxFuture;
 use crate::error::ServeError;
 
 #[derive(Debug, Clone, Copy)]
@@ -42,21 +48,44 @@ pub struct Timeout<S> {
 impl<S, B> tower::Service<Request<B>> for Timeout<S>
 where
     S: tower::Service<Request<B>, Error = ServeError>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = ServeError;
-    type Future = BoxFuture<S::Response, ServeError>;
+    type Future = Deadline<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), ServeError>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let after = self.after;
-        let answer = self.inner.call(request);
-        Box::pin(async move {
-            tokio::time::timeout(after, answer).await.unwrap_or(Err(ServeError::RequestTimeout(after)))
-        })
+        Deadline { inner: self.inner.call(request), after: self.after, sleep: None }
+    }
+}
+
+pin_project! {
+    /// The inner answer, or `RequestTimeout` once `after` has passed since it first waited.
+    pub struct Deadline<F> {
+        #[pin]
+        inner: F,
+        after: Duration,
+        sleep: Option<Pin<Box<Sleep>>>,
+    }
+}
+
+impl<F, T> Future for Deadline<F>
+where
+    F: Future<Output = Result<T, ServeError>>,
+{
+    type Output = Result<T, ServeError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        if let Poll::Ready(answer) = this.inner.poll(cx) {
+            return Poll::Ready(answer);
+        }
+        let after = *this.after;
+        let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(after)));
+        ready!(sleep.as_mut().poll(cx));
+        Poll::Ready(Err(ServeError::RequestTimeout(after)))
     }
 }

@@ -6,15 +6,17 @@
 //! and the operator can find every line of that request.
 
 use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
-use tracing::Instrument;
+use pin_project_lite::pin_project;
+use tracing::Span;
 
-use super::BoxFuture;
 use crate::handler::UPSTREAM_HEADER;
 
 /// The response header that carries the request id.
@@ -24,7 +26,8 @@ pub const REQUEST_ID_HEADER: &str = "x-request-id";
 /// counter (so ids are cheap and sort in arrival order within one process).
 #[derive(Debug)]
 struct RequestIds {
-    prefix: u32,
+    /// Lowercase hex of 4 random bytes.
+    prefix: [u8; 8],
     next: AtomicU64,
 }
 
@@ -34,11 +37,30 @@ impl RequestIds {
         let mut bytes = [0u8; 4];
         // A failing system RNG leaves the prefix zero: ids stay unique within the process.
         let _ = aws_lc_rs::rand::SystemRandom::new().fill(&mut bytes);
-        RequestIds { prefix: u32::from_be_bytes(bytes), next: AtomicU64::new(1) }
+        let mut prefix = [0u8; 8];
+        prefix.copy_from_slice(hex::encode(bytes).as_bytes());
+        RequestIds { prefix, next: AtomicU64::new(1) }
     }
 
-    fn next(&self) -> String {
-        format!("{:08x}-{}", self.prefix, self.next.fetch_add(1, Ordering::Relaxed))
+    /// `{prefix}-{counter}`, written by hand: this runs for every request.
+    fn next(&self) -> HeaderValue {
+        let mut n = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut digits = [0u8; 20];
+        let mut at = digits.len();
+        loop {
+            at -= 1;
+            digits[at] = b'0' + (n % 10) as u8;
+            n /= 10;
+            if n == 0 {
+                break;
+            }
+        }
+        let mut id = [0u8; 29];
+        id[..8].copy_from_slice(&self.prefix);
+        id[8] = b'-';
+        let len = 9 + digits.len() - at;
+        id[9..len].copy_from_slice(&digits[at..]);
+        HeaderValue::from_bytes(&id[..len]).expect("hex, a dash and digits")
     }
 }
 
@@ -75,11 +97,10 @@ pub struct Trace<S> {
 impl<S, B, RB> tower::Service<Request<B>> for Trace<S>
 where
     S: tower::Service<Request<B>, Response = Response<RB>, Error = Infallible>,
-    S::Future: Send + 'static,
 {
     type Response = Response<RB>;
     type Error = Infallible;
-    type Future = BoxFuture<Response<RB>, Infallible>;
+    type Future = Traced<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         self.inner.poll_ready(cx)
@@ -87,25 +108,50 @@ where
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let id = self.ids.next();
-        let span = tracing::info_span!("request", id = %id, method = %request.method(), path = %request.uri().path());
-        let started = Instant::now();
-        let answer = span.in_scope(|| self.inner.call(request));
-        Box::pin(
-            async move {
-                let Ok(mut response) = answer.await;
-                let upstream = response.headers().get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok());
-                tracing::info!(
-                    status = response.status().as_u16(),
-                    upstream = upstream.unwrap_or("-"),
-                    ms = started.elapsed().as_millis() as u64,
-                    "request"
-                );
-                let id = HeaderValue::from_str(&id).expect("hex, a dash and digits");
-                response.headers_mut().insert(REQUEST_ID_HEADER, id);
-                Ok(response)
-            }
-            .instrument(span),
-        )
+        let shown = id.to_str().unwrap_or("-");
+        let span = tracing::info_span!("request", id = shown, method = %request.method(), path = request.uri().path());
+        let inner = span.in_scope(|| self.inner.call(request));
+        // The access line is written only when the span is on (info level).
+        let started = (!span.is_disabled()).then(Instant::now);
+        Traced { inner, span, id: Some(id), started }
+    }
+}
+
+pin_project! {
+    /// The inner answer, polled inside the request's span; on the way out it writes the
+    /// access line and sets `X-Request-Id`.
+    pub struct Traced<F> {
+        #[pin]
+        inner: F,
+        span: Span,
+        id: Option<HeaderValue>,
+        started: Option<Instant>,
+    }
+}
+
+impl<F, RB> Future for Traced<F>
+where
+    F: Future<Output = Result<Response<RB>, Infallible>>,
+{
+    type Output = Result<Response<RB>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let Ok(mut response) = ready!(this.inner.poll(cx));
+        if let Some(started) = this.started {
+            let upstream = response.headers().get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok());
+            tracing::info!(
+                status = response.status().as_u16(),
+                upstream = upstream.unwrap_or("-"),
+                ms = started.elapsed().as_millis() as u64,
+                "request"
+            );
+        }
+        if let Some(id) = this.id.take() {
+            response.headers_mut().insert(REQUEST_ID_HEADER, id);
+        }
+        Poll::Ready(Ok(response))
     }
 }
 
@@ -118,7 +164,11 @@ mod tests {
         let ids = RequestIds::new();
         let (a, b) = (ids.next(), ids.next());
         assert_ne!(a, b);
-        assert_eq!(a.split_once('-').unwrap().0, b.split_once('-').unwrap().0);
-        assert!(HeaderValue::from_str(&a).is_ok());
+        let prefix = |v: &HeaderValue| v.to_str().unwrap().split_once('-').unwrap().0.to_owned();
+        assert_eq!(prefix(&a), prefix(&b));
+        assert_eq!(prefix(&a).len(), 8);
+        assert_eq!(a.to_str().unwrap().split_once('-').unwrap().1, "1");
+        ids.next.store(u64::MAX, Ordering::Relaxed);
+        assert_eq!(ids.next().to_str().unwrap().split_once('-').unwrap().1, u64::MAX.to_string());
     }
 }

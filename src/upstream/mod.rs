@@ -42,6 +42,8 @@ const USER_AGENT: &str = concat!("pipgate/", env!("CARGO_PKG_VERSION"));
 #[derive(Debug)]
 pub struct Upstream {
     name: Arc<str>,
+    /// The name as a header value (`X-Pipgate-Upstream`), built once.
+    name_header: HeaderValue,
     base: Url,
     credential: Option<Arc<dyn Credential>>,
     client: HttpClient,
@@ -82,7 +84,10 @@ enum Purpose {
 impl Upstream {
     pub fn new(settings: UpstreamSettings) -> Result<Self, UpstreamError> {
         let client = HttpClient::new(settings.connect_timeout)?;
+        let name_header = HeaderValue::from_str(&settings.name)
+            .map_err(|_| UpstreamError::Connect("the upstream name is not a valid header value".into()))?;
         Ok(Upstream {
+            name_header,
             name: settings.name.into(),
             base: settings.base,
             credential: settings.credential,
@@ -96,6 +101,11 @@ impl Upstream {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+
+    /// The name as a header value, for `X-Pipgate-Upstream`.
+    pub fn name_header(&self) -> &HeaderValue {
+        &self.name_header
     }
 
     /// The URL of `project`'s page on this upstream.
