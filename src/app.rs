@@ -20,7 +20,7 @@ use crate::cache::files::FileStore;
 use crate::cache::page_disk::PageDisk;
 use crate::cache::{Freshness, PageCache, RootCache};
 use crate::config::{Config, Environment};
-use crate::handler::Router;
+use crate::handler::{Router, Surface};
 use crate::index::Index;
 use crate::layers::concurrency::ConcurrencyLimitLayer;
 use crate::layers::metrics::MetricsLayer;
@@ -47,14 +47,16 @@ pub enum BuildError {
 }
 
 /// The request stack, outermost first. A request walks down it; its answer walks back up.
-pub fn service(state: Arc<State>, config: &Config) -> HttpService {
+/// `surface` says which paths this listener serves (all, or the index or admin half).
+pub fn service(state: Arc<State>, config: &Config, surface: Surface) -> HttpService {
     let server = &config.server;
     let stack = ServiceBuilder::new()
         // Outermost, so every log line below carries the request id, and the access line and
         // the `X-Request-Id` header see the final answer.
-        .layer(TraceLayer::new())
+        .layer(TraceLayer::new(server.trust_request_id))
         // Counts every answer (errors included, with their real status, since the rescue is
-        // below) and holds the in-flight gauge until the body is sent or dropped.
+        // below), holds the in-flight gauge until the body is sent or dropped, and then writes
+        // the access line.
         .layer(MetricsLayer::new(state.metrics.clone()))
         // The one place where an error becomes an answer. It sits above the timeout and the
         // limit so that their errors go through the same table as the handlers'.
@@ -66,7 +68,7 @@ pub fn service(state: Arc<State>, config: &Config) -> HttpService {
         .layer(ConcurrencyLimitLayer::new(server.max_concurrent_requests))
         // Client identity (authentication and read policy) will sit here, under the limit and
         // above the router, so a refused client costs no slot for long and reaches no handler.
-        .service(Router::new(state));
+        .service(Router::new(state, surface));
     BoxCloneSyncService::new(stack)
 }
 
@@ -130,6 +132,9 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
     let pages =
         Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness, metrics.clone()));
     let index = Index::new(pages, files, RootCache::new(cache.index_ttl), metrics.clone());
+    for (name, cap) in [("index", cache.memory_max_size), ("file", cache.max_size)] {
+        metrics.cache_max_bytes.with_label_values(&[name]).set(i64::try_from(cap).unwrap_or(i64::MAX));
+    }
     let fresh_cache_control =
         http::HeaderValue::from_str(&format!("max-age={}, public", cache.client_max_age.as_secs()))
             .expect("digits and ASCII");
@@ -156,11 +161,51 @@ fn ownership_fingerprint(config: &Config) -> String {
     hex::encode(hasher.finalize())[..16].to_owned()
 }
 
-/// Builds pipgate from `config`, binds its listener and starts serving in the background.
-pub async fn start(config: &Config, env: &dyn Environment) -> Result<Server, BuildError> {
+/// A running pipgate: the index listener, and the admin listener when one is configured.
+#[derive(Debug)]
+pub struct Running {
+    index: Server,
+    admin: Option<Server>,
+}
+
+impl Running {
+    /// The address of the index listener.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.index.local_addr()
+    }
+
+    /// The address of the admin listener (`server.admin_listen`), if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(Server::local_addr)
+    }
+
+    /// Stops both listeners and drains them.
+    pub async fn shutdown(self) {
+        let index = self.index.shutdown();
+        match self.admin {
+            Some(admin) => {
+                tokio::join!(index, admin.shutdown());
+            }
+            None => index.await,
+        }
+    }
+}
+
+/// Builds pipgate from `config`, binds its listeners and starts serving in the background.
+pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, BuildError> {
     let state = Arc::new(state(config, env)?);
-    let addr = config.server.listen;
-    let listener =
-        tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })?;
-    Ok(Server::spawn(listener, service(state, config), config.server.shutdown_grace))
+    let grace = config.server.shutdown_grace;
+    let bind = |addr| async move {
+        tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })
+    };
+    let Some(admin_addr) = config.server.admin_listen else {
+        let listener = bind(config.server.listen).await?;
+        let index = Server::spawn(listener, service(state, config, Surface::All), grace);
+        return Ok(Running { index, admin: None });
+    };
+    let (index, admin) = (bind(config.server.listen).await?, bind(admin_addr).await?);
+    Ok(Running {
+        index: Server::spawn(index, service(state.clone(), config, Surface::Index), grace),
+        admin: Some(Server::spawn(admin, service(state, config, Surface::Admin), grace)),
+    })
 }

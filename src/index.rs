@@ -25,6 +25,8 @@ pub struct ProjectAnswer {
     pub project: Arc<CachedProject>,
     /// Past its freshness (stale-while-revalidate or stale-on-error).
     pub stale: bool,
+    /// `hit`, `stale`, `miss` or `revalidated`.
+    pub cache: &'static str,
     pub owner: Arc<Upstream>,
 }
 
@@ -77,7 +79,7 @@ impl Index {
         let resolver = self.pages.resolver();
         resolver.served(project, served.project.owner);
         let owner = resolver.upstream(served.project.owner).clone();
-        Ok(ProjectAnswer { project: served.project, stale: served.stale, owner })
+        Ok(ProjectAnswer { project: served.project, stale: served.stale, cache: served.cache, owner })
     }
 
     /// The file `filename` as the owner of `project` lists it, or the PEP 658 metadata of a
@@ -96,16 +98,31 @@ impl Index {
     /// upstream directly. Counts the file-cache lookup.
     pub fn open(&self, file: &ListedFile) -> FileSource {
         let Some(sha256) = &file.sha256 else {
+            self.metrics.pass_through.with_label_values(&[file.owner.name(), "no_hash"]).inc();
             return FileSource::PassThrough;
         };
         let lookup = self.files.get_or_fill(sha256, &file.owner, &file.url, file.expected.clone());
         let (source, result) = match lookup {
             Lookup::Hit { file, size } => (FileSource::Cached { file, size }, "hit"),
             Lookup::Filling(fill) => (FileSource::Filling(fill), "miss"),
-            Lookup::Unavailable => (FileSource::PassThrough, "bypass"),
+            Lookup::Unavailable => {
+                self.metrics.pass_through.with_label_values(&[file.owner.name(), "disk"]).inc();
+                (FileSource::PassThrough, "bypass")
+            }
         };
         self.metrics.cache_lookups.with_label_values(&["file", result]).inc();
         source
+    }
+
+    /// Sets the gauges that describe the caches now (at scrape time: cheap, and exact then).
+    pub fn record_gauges(&self, metrics: &Metrics) {
+        let (page_bytes, pages) = self.pages.usage();
+        let (file_bytes, files, fills) = self.files.usage();
+        for (cache, bytes, entries) in [("index", page_bytes, pages), ("file", file_bytes, files)] {
+            metrics.cache_bytes.with_label_values(&[cache]).set(i64::try_from(bytes).unwrap_or(i64::MAX));
+            metrics.cache_entries.with_label_values(&[cache]).set(i64::try_from(entries).unwrap_or(i64::MAX));
+        }
+        metrics.fills_in_progress.set(i64::try_from(fills).unwrap_or(i64::MAX));
     }
 
     /// Starts streaming `file` from its owner without the cache, checked as it streams.
@@ -116,8 +133,9 @@ impl Index {
             .map_err(|error| ServeError::upstream(file.owner.name(), error))
     }
 
-    /// The root list of every upstream's projects, rendered.
-    pub async fn root(&self) -> Result<Arc<Rendered>, ServeError> {
+    /// The root list of every upstream's projects, rendered, and whether it was kept (`hit`) or
+    /// fetched now (`miss`).
+    pub async fn root(&self) -> Result<(Arc<Rendered>, &'static str), ServeError> {
         Ok(self.root.get(self.pages.resolver().upstreams()).await?)
     }
 

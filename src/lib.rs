@@ -44,5 +44,4 @@ mod server;
 mod state;
 mod upstream;
 
-pub use app::{BuildError, start};
-pub use server::Server;
+pub use app::{BuildError, Running, start};

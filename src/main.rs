@@ -55,11 +55,16 @@ fn main() -> ExitCode {
     }
 }
 
-/// Log level from `PIPGATE_LOG` (an `EnvFilter` directive), default `info`.
+/// Log level from `PIPGATE_LOG` (an `EnvFilter` directive), default `info`. The text format
+/// colours only a terminal, and never with `NO_COLOR` set (a file or `kubectl logs` gets plain
+/// text).
 fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_env("PIPGATE_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let colour = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    let builder =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_ansi(colour);
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().init(),

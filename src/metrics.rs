@@ -50,6 +50,21 @@ pub struct Metrics {
     /// `pipgate_shadow_kept_total{owner, shadow}`: page requests the owner rule answered from
     /// the owner while an untracked shadow exists.
     pub shadow_kept: IntCounterVec,
+    /// `pipgate_cache_bytes{cache="index|file"}`: bytes held now (files rounded up to KiB).
+    pub cache_bytes: IntGaugeVec,
+    /// `pipgate_cache_entries{cache}`: pages or files held now.
+    pub cache_entries: IntGaugeVec,
+    /// `pipgate_cache_max_bytes{cache}`: the configured caps.
+    pub cache_max_bytes: IntGaugeVec,
+    /// `pipgate_file_fills_in_progress`: downloads into the file cache running now.
+    pub fills_in_progress: IntGauge,
+    /// `pipgate_client_aborts_total{route}`: answers whose client hung up before the body ended.
+    pub client_aborts: IntCounterVec,
+    /// `pipgate_file_pass_through_total{upstream, reason="no_hash|disk"}`: files streamed
+    /// without the cache (listed without a sha256, or the cache disk failing).
+    pub pass_through: IntCounterVec,
+    /// `pipgate_upstream_bytes_total{upstream, kind="page|root|file"}`: bytes received.
+    pub upstream_bytes: IntCounterVec,
     /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
     pub token_refreshes: IntCounterVec,
     /// `pipgate_token_expiry_seconds{upstream}`: seconds until the current token expires,
@@ -81,6 +96,21 @@ impl Metrics {
             registry.register(Box::new(metric.clone())).expect("registered once");
             metric
         };
+        let build_info = IntGaugeVec::new(
+            Opts::new("pipgate_build_info", "pipgate's version, as a label; always 1"),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        registry.register(Box::new(build_info)).expect("registered once");
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))
+            .expect("registered once");
+        let fills_in_progress =
+            IntGauge::new("pipgate_file_fills_in_progress", "Downloads into the file cache running now")
+                .expect("valid");
+        registry.register(Box::new(fills_in_progress.clone())).expect("registered once");
         let in_flight =
             IntGauge::new("pipgate_requests_in_flight", "Requests being answered").expect("valid");
         registry.register(Box::new(in_flight.clone())).expect("registered once");
@@ -158,6 +188,29 @@ impl Metrics {
                 "pipgate_shadow_kept_total",
                 "Page requests answered by the owner while a lower upstream has the same name",
                 &["owner", "shadow"],
+            ),
+            cache_bytes: gauge("pipgate_cache_bytes", "Bytes held by a cache now", &["cache"]),
+            cache_entries: gauge("pipgate_cache_entries", "Entries held by a cache now", &["cache"]),
+            cache_max_bytes: gauge(
+                "pipgate_cache_max_bytes",
+                "The configured size cap of a cache",
+                &["cache"],
+            ),
+            fills_in_progress,
+            client_aborts: counter(
+                "pipgate_client_aborts_total",
+                "Answers whose client hung up before the body ended",
+                &["route"],
+            ),
+            pass_through: counter(
+                "pipgate_file_pass_through_total",
+                "Files streamed from the upstream without the cache",
+                &["upstream", "reason"],
+            ),
+            upstream_bytes: counter(
+                "pipgate_upstream_bytes_total",
+                "Bytes received from upstreams",
+                &["upstream", "kind"],
             ),
             token_refreshes: counter(
                 "pipgate_token_refreshes_total",

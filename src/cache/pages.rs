@@ -33,6 +33,8 @@ use crate::resolve::{Resolution, ResolveError, Resolver};
 pub struct Served {
     pub project: Arc<CachedProject>,
     pub stale: bool,
+    /// How the cache answered: `hit`, `stale`, `miss` or `revalidated` (`X-Pipgate-Cache`).
+    pub cache: &'static str,
 }
 
 /// The shared result of one refresh.
@@ -99,14 +101,14 @@ impl PageCache {
                         self.start_refresh(project, Some(cached.clone()));
                     }
                     self.count("hit");
-                    return Ok(Some(Served { project: cached, stale: false }));
+                    return Ok(Some(Served { project: cached, stale: false, cache: "hit" }));
                 }
                 if age < f.index_ttl + f.max_stale {
                     if cached.claim_refresh(now, f.revalidate_interval) {
                         self.start_refresh(project, Some(cached.clone()));
                     }
                     self.count("stale");
-                    return Ok(Some(Served { project: cached, stale: true }));
+                    return Ok(Some(Served { project: cached, stale: true, cache: "stale" }));
                 }
                 self.count("miss");
                 self.refresh(project, Some(cached)).await
@@ -180,13 +182,15 @@ impl PageCache {
         inflight.insert(project.clone(), receiver.clone());
         let cache = self.clone();
         let project = project.clone();
-        tokio::spawn(async move {
+        // The refresh logs under the request that started it.
+        let refresh = async move {
             let outcome = cache.run_refresh(&project, previous).await;
             // Leave the in-flight map before publishing, so a request that sees the result
             // and finds it stale starts a new refresh instead of joining this finished one.
             cache.inflight.lock().expect("inflight lock").remove(&project);
             let _ = sender.send(Some(outcome));
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(refresh));
         receiver
     }
 
@@ -218,7 +222,7 @@ impl PageCache {
                 let cached = Arc::new(cached);
                 self.resolver.owned(project, owner, &cached.page);
                 self.store(project, &cached, true);
-                Ok(Some(Served { project: cached, stale: false }))
+                Ok(Some(Served { project: cached, stale: false, cache: "miss" }))
             }
             Ok(Resolution::Unchanged { owner }) => {
                 let Some(previous) = previous.filter(|p| p.owner == owner) else {
@@ -228,7 +232,7 @@ impl PageCache {
                 self.resolver.owned(project, owner, &previous.page);
                 let cached = Arc::new(previous.confirmed(now));
                 self.store(project, &cached, false);
-                Ok(Some(Served { project: cached, stale: false }))
+                Ok(Some(Served { project: cached, stale: false, cache: "revalidated" }))
             }
             Ok(Resolution::NotFound) => {
                 self.memory.insert(project.clone(), Entry::Missing { at: now });
@@ -239,7 +243,7 @@ impl PageCache {
                 match previous.filter(|p| p.age(now) < f.index_ttl + f.max_stale) {
                     Some(previous) => {
                         tracing::warn!(%project, error = %error, "serving the last good page while the upstream fails");
-                        Ok(Some(Served { project: previous, stale: true }))
+                        Ok(Some(Served { project: previous, stale: true, cache: "stale" }))
                     }
                     None => {
                         self.metrics.fail_closed.with_label_values(&[error.upstream()]).inc();
@@ -248,6 +252,12 @@ impl PageCache {
                 }
             }
         }
+    }
+
+    /// `(bytes, pages)` held in memory now.
+    pub fn usage(&self) -> (u64, u64) {
+        self.memory.run_pending_tasks();
+        (self.memory.weighted_size(), self.memory.entry_count())
     }
 
     /// Forgets the page of `project` in memory and on disk, so the next request resolves it

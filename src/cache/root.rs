@@ -27,14 +27,18 @@ impl RootCache {
     }
 
     /// The rendered root page: the kept one while fresh, else fetched from every upstream.
-    pub async fn get(&self, upstreams: &[Arc<Upstream>]) -> Result<Arc<Rendered>, ResolveError> {
+    /// With `hit` or `miss`, for `X-Pipgate-Cache`.
+    pub async fn get(
+        &self,
+        upstreams: &[Arc<Upstream>],
+    ) -> Result<(Arc<Rendered>, &'static str), ResolveError> {
         let cached = self.cached.lock().expect("root lock").clone();
         if let Some((_, rendered)) = cached.filter(|(at, _)| at.elapsed() < self.ttl) {
-            return Ok(rendered);
+            return Ok((rendered, "hit"));
         }
         let rendered = Arc::new(fetch_and_render(upstreams).await?);
         *self.cached.lock().expect("root lock") = Some((Instant::now(), rendered.clone()));
-        Ok(rendered)
+        Ok((rendered, "miss"))
     }
 }
 

@@ -104,6 +104,14 @@ pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A second address for `/metrics`, `/admin/…` and the health endpoints; when set, the
+    /// index port answers 404 for the first two. Default: none (all on `listen`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub admin_listen: Option<SocketAddr>,
+    /// Take the request id from an incoming `X-Request-Id` (only when every request reaches
+    /// pipgate through a proxy that sets it). Default `false`: pipgate makes its own.
+    #[serde(default)]
+    pub trust_request_id: bool,
     /// Largest upstream index page accepted, in bytes. Default 64 MiB (PyPI's largest pages are
     /// a few MiB).
     #[serde(default = "default_max_page_bytes")]
@@ -124,6 +132,8 @@ impl Default for ServerConfig {
     fn default() -> Self {
         ServerConfig {
             listen: default_listen(),
+            admin_listen: None,
+            trust_request_id: false,
             max_page_bytes: default_max_page_bytes(),
             max_concurrent_requests: default_max_concurrent_requests(),
             shutdown_grace: default_shutdown_grace(),

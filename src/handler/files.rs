@@ -13,7 +13,7 @@ use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 
 use super::conditional::{RangeAsk, not_modified, range};
-use super::{UPSTREAM_HEADER, decode_segment};
+use super::{CACHE_HEADER, UPSTREAM_HEADER, decode_segment};
 use crate::body::{ResponseBody, empty};
 use crate::cache::files::{FileChunks, Fill, FillError, Phase, file_chunks};
 use crate::error::ServeError;
@@ -37,7 +37,7 @@ pub async fn file(
     }
     let filename = decode_segment(filename_segment).ok_or(ServeError::NotFound)?;
     let listed = state.index.file(&project, &filename).await?;
-    let base = Answer::new(&listed);
+    let mut base = Answer::new(&listed);
     if let Some(etag) = &base.etag {
         if not_modified(headers, etag) {
             return Ok(base.finish(StatusCode::NOT_MODIFIED, None, None, empty()));
@@ -52,8 +52,14 @@ pub async fn file(
         FileSource::Cached { file, size } => {
             Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))
         }
-        FileSource::Filling(fill) => from_fill(base, method, headers, &listed, fill).await,
-        FileSource::PassThrough => pass_through(state, base, method, &listed).await,
+        FileSource::Filling(fill) => {
+            base.cache = "miss";
+            from_fill(base, method, headers, &listed, fill).await
+        }
+        FileSource::PassThrough => {
+            base.cache = "bypass";
+            pass_through(state, base, method, &listed).await
+        }
     }
 }
 
@@ -101,6 +107,9 @@ struct Answer {
     upstream: HeaderValue,
     content_type: HeaderValue,
     etag: Option<HeaderValue>,
+    /// `X-Pipgate-Cache`: `hit` (also for answers from the index entry alone), `miss` for a
+    /// fill, `bypass` for a pass-through.
+    cache: &'static str,
 }
 
 impl Answer {
@@ -112,6 +121,7 @@ impl Answer {
                 .sha256
                 .as_ref()
                 .map(|sha| HeaderValue::from_str(&format!("\"{sha}\"")).expect("hex is header-safe")),
+            cache: "hit",
         }
     }
 
@@ -125,6 +135,7 @@ impl Answer {
         let mut builder = Response::builder()
             .status(status)
             .header(UPSTREAM_HEADER, self.upstream)
+            .header(CACHE_HEADER, HeaderValue::from_static(self.cache))
             .header(header::CONTENT_TYPE, content_type.unwrap_or(self.content_type));
         if let Some(etag) = self.etag {
             builder = builder

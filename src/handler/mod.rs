@@ -31,18 +31,43 @@ use crate::state::State;
 
 /// Names the upstream that owns what a response carries, for people debugging resolution.
 pub const UPSTREAM_HEADER: &str = "x-pipgate-upstream";
+/// Says how the cache answered: `hit`, `miss`, `stale`, `revalidated` or `bypass`.
+pub const CACHE_HEADER: &str = "x-pipgate-cache";
 /// Marks answers served past their freshness (stale-while-revalidate or stale-on-error).
 pub const STALE_HEADER: &str = "x-pipgate-stale";
+
+/// Which paths one listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything on one port (no `server.admin_listen`).
+    All,
+    /// The index port beside an admin listener: the simple API, files and health; `/metrics`
+    /// and `/admin/…` answer 404 here.
+    Index,
+    /// The admin listener: `/metrics`, `/admin/…` and health; everything else answers 404.
+    Admin,
+}
+
+impl Surface {
+    fn serves_index(self) -> bool {
+        self != Surface::Admin
+    }
+
+    fn serves_admin(self) -> bool {
+        self != Surface::Index
+    }
+}
 
 /// The innermost service: routes a request to its handler.
 #[derive(Debug, Clone)]
 pub struct Router {
     state: Arc<State>,
+    surface: Surface,
 }
 
 impl Router {
-    pub fn new(state: Arc<State>) -> Self {
-        Router { state }
+    pub fn new(state: Arc<State>, surface: Surface) -> Self {
+        Router { state, surface }
     }
 }
 
@@ -57,16 +82,25 @@ impl<B> tower::Service<Request<B>> for Router {
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let state = self.state.clone();
+        let surface = self.surface;
         // Only the head is needed: no read route takes a body.
         let (request, _body) = request.into_parts();
-        Box::pin(async move { route(&state, &request).await })
+        Box::pin(async move { route(&state, surface, &request).await })
     }
 }
 
-async fn route(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {
+async fn route(
+    state: &State,
+    surface: Surface,
+    request: &Parts,
+) -> Result<Response<ResponseBody>, ServeError> {
     let path = request.uri.path();
     if let Some(rest) = path.strip_prefix("/admin/") {
-        return admin::route(state, request, rest).await;
+        return if surface.serves_admin() {
+            admin::route(state, request, rest).await
+        } else {
+            Err(ServeError::NotFound)
+        };
     }
     if request.method != Method::GET && request.method != Method::HEAD {
         return Err(ServeError::MethodNotAllowed);
@@ -75,13 +109,15 @@ async fn route(state: &State, request: &Parts) -> Result<Response<ResponseBody>,
         // Liveness never depends on an upstream or on Azure.
         "/healthz" => return Ok(text(StatusCode::OK, "ok\n".into())),
         "/readyz" => return Ok(readiness(state)),
-        "/metrics" => {
+        "/metrics" if surface.serves_admin() => {
+            state.index.record_gauges(&state.metrics);
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")
                 .body(full(state.metrics.render()))
                 .expect("static headers are valid"));
         }
+        _ if !surface.serves_index() => return Err(ServeError::NotFound),
         "/simple" => return Ok(redirect("simple/", request.uri.query())),
         "/simple/" => return simple::root(state, request).await,
         _ => {}

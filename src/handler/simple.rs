@@ -4,7 +4,7 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::conditional::{accepts_gzip, not_modified};
-use super::{STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
+use super::{CACHE_HEADER, STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
 use crate::body::{ResponseBody, empty, full};
 use crate::cache::rendered::Variant;
 use crate::error::ServeError;
@@ -51,7 +51,9 @@ pub async fn project(
     let variant = answer.project.rendered.variant(media_type, gzip);
     let mut response =
         page_response(&request.headers, media_type, gzip, variant, answer.stale, &state.fresh_cache_control);
-    response.headers_mut().insert(UPSTREAM_HEADER, answer.owner.name_header().clone());
+    let headers = response.headers_mut();
+    headers.insert(UPSTREAM_HEADER, answer.owner.name_header().clone());
+    headers.insert(CACHE_HEADER, HeaderValue::from_static(answer.cache));
     Ok(response)
 }
 
@@ -92,10 +94,13 @@ fn page_response(
 
 pub async fn root(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {
     let media_type = media_type(request)?;
-    let rendered = state.index.root().await?;
+    let (rendered, cache) = state.index.root().await?;
     let gzip = accepts_gzip(&request.headers);
     let variant = rendered.variant(media_type, gzip);
-    Ok(page_response(&request.headers, media_type, gzip, variant, false, &state.fresh_cache_control))
+    let mut response =
+        page_response(&request.headers, media_type, gzip, variant, false, &state.fresh_cache_control);
+    response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache));
+    Ok(response)
 }
 
 #[cfg(test)]

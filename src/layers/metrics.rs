@@ -5,7 +5,11 @@
 //! status, errors included. Counting rides on a guard, not on the happy path: a request is in
 //! flight until its body has been sent *or dropped*, so a client that hangs up mid-download, or
 //! before the headers, still ends its in-flight count. A request dropped before its headers is
-//! counted with status `499` (nginx's "client closed request") and its time so far.
+//! counted with status `499` (nginx's "client closed request") and its time so far; one whose
+//! client leaves mid-body is counted in `pipgate_client_aborts_total`.
+//!
+//! The same guard writes the access line when it ends, inside the request's span (so with its
+//! id): only then are the bytes sent and the whole duration known.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -15,13 +19,15 @@ use std::task::{Context, Poll, ready};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::{Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::BodyExt;
 use pin_project_lite::pin_project;
 use prometheus::{Histogram, IntCounter};
+use tracing::Span;
 
 use crate::body::{BoxError, ResponseBody};
+use crate::handler::{CACHE_HEADER, UPSTREAM_HEADER};
 use crate::metrics::Metrics;
 
 /// The bounded route labels: never a project or file name.
@@ -101,7 +107,12 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let guard = InFlight::start(self.table.clone(), route_of(request.uri().path()));
+        let mut guard = InFlight::start(self.table.clone(), route_of(request.uri().path()));
+        // The trace layer above calls this inside the request's span.
+        let span = Span::current();
+        if !span.is_disabled() {
+            guard.access = Some(Box::new(Access { span, status: 0, upstream: None, cache: None }));
+        }
         Counted { inner: self.inner.call(request), guard: Some(guard) }
     }
 }
@@ -126,8 +137,21 @@ where
         let Ok(response) = ready!(this.inner.poll(cx));
         let mut guard = this.guard.take().expect("polled after it was ready");
         guard.answered(response.status());
+        guard.headers(&response);
+        // An empty body (HEAD, 304) is over before it starts.
+        guard.finished = response.body().is_end_stream();
         Poll::Ready(Ok(response.map(|body| MeteredBody { body, guard }.boxed_unsync())))
     }
+}
+
+/// What the access line says beyond the guard's own fields; kept only when the line will be
+/// written (info level).
+#[derive(Debug)]
+struct Access {
+    span: Span,
+    status: u16,
+    upstream: Option<HeaderValue>,
+    cache: Option<HeaderValue>,
 }
 
 /// One request in flight: counted in on creation, counted out when dropped.
@@ -137,12 +161,33 @@ pub struct InFlight {
     route: usize,
     started: Instant,
     answered: bool,
+    /// The body ended (or was empty): a drop after this is no abort.
+    finished: bool,
+    bytes: u64,
+    access: Option<Box<Access>>,
 }
 
 impl InFlight {
     fn start(table: Arc<Table>, route: usize) -> Self {
         table.metrics.in_flight.inc();
-        InFlight { table, route, started: Instant::now(), answered: false }
+        InFlight {
+            table,
+            route,
+            started: Instant::now(),
+            answered: false,
+            finished: false,
+            bytes: 0,
+            access: None,
+        }
+    }
+
+    /// Notes what the access line needs from the answer's headers.
+    fn headers(&mut self, response: &Response<ResponseBody>) {
+        if let Some(access) = self.access.as_mut() {
+            access.status = response.status().as_u16();
+            access.upstream = response.headers().get(UPSTREAM_HEADER).cloned();
+            access.cache = response.headers().get(CACHE_HEADER).cloned();
+        }
     }
 
     fn handles(&self) -> &RouteMetrics {
@@ -171,7 +216,26 @@ impl Drop for InFlight {
             self.count("499");
             self.handles().seconds.observe(self.started.elapsed().as_secs_f64());
         }
+        let aborted = self.answered && !self.finished;
+        if aborted {
+            self.table.metrics.client_aborts.with_label_values(&[self.handles().route]).inc();
+        }
         self.table.metrics.in_flight.dec();
+        if let Some(access) = self.access.take() {
+            let text =
+                |v: &Option<HeaderValue>| v.as_ref().and_then(|v| v.to_str().ok()).unwrap_or("-").to_owned();
+            let _entered = access.span.enter();
+            tracing::info!(
+                route = self.handles().route,
+                status = if self.answered { access.status } else { 499 },
+                ms = self.started.elapsed().as_millis() as u64,
+                bytes = self.bytes,
+                cache = text(&access.cache),
+                upstream = text(&access.upstream),
+                aborted,
+                "request"
+            );
+        }
     }
 }
 
@@ -191,10 +255,19 @@ impl Body for MeteredBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let polled = Pin::new(&mut self.body).poll_frame(cx);
-        if let Poll::Ready(Some(Ok(frame))) = &polled {
-            if let Some(data) = frame.data_ref() {
-                self.guard.handles().bytes.inc_by(data.len() as u64);
+        match &polled {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    let len = data.len() as u64;
+                    self.guard.bytes += len;
+                    self.guard.handles().bytes.inc_by(len);
+                }
+                if self.body.is_end_stream() {
+                    self.guard.finished = true;
+                }
             }
+            Poll::Ready(None) => self.guard.finished = true,
+            Poll::Ready(Some(Err(_))) | Poll::Pending => {}
         }
         polled
     }

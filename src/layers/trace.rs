@@ -1,9 +1,11 @@
-//! Request id, trace span and access log: the outermost layer, so that every log line a
-//! request causes (in any layer or handler below) carries its id, and the access line sees the
-//! final answer.
+//! Request id and trace span: the outermost layer, so that every log line a request causes (in
+//! any layer or handler below, and in the page refreshes and file fills it starts) carries its
+//! id. The access line itself is written by the metrics layer's guard, inside this span, when
+//! the body has been sent.
 //!
 //! The id is sent back in `X-Request-Id`, so a user who reports a failed install can quote it
-//! and the operator can find every line of that request.
+//! and the operator can find every line of that request. With `server.trust_request_id`, an
+//! incoming `X-Request-Id` (from the proxy in front) is kept, if it is a plain token.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -11,13 +13,10 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
 
 use http::{HeaderValue, Request, Response};
 use pin_project_lite::pin_project;
 use tracing::Span;
-
-use crate::handler::UPSTREAM_HEADER;
 
 /// The response header that carries the request id.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -64,27 +63,32 @@ impl RequestIds {
     }
 }
 
+/// A request id a proxy sent, if it is a plain token: at most 128 of `A-Za-z0-9._:-`.
+fn incoming_id(value: &HeaderValue) -> Option<HeaderValue> {
+    let bytes = value.as_bytes();
+    let plain = !bytes.is_empty()
+        && bytes.len() <= 128
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+    plain.then(|| value.clone())
+}
+
 #[derive(Debug, Clone)]
 pub struct TraceLayer {
     ids: Arc<RequestIds>,
+    trust_incoming: bool,
 }
 
 impl TraceLayer {
-    pub fn new() -> Self {
-        TraceLayer { ids: Arc::new(RequestIds::new()) }
-    }
-}
-
-impl Default for TraceLayer {
-    fn default() -> Self {
-        Self::new()
+    /// `trust_incoming`: keep a plain `X-Request-Id` that the request brings.
+    pub fn new(trust_incoming: bool) -> Self {
+        TraceLayer { ids: Arc::new(RequestIds::new()), trust_incoming }
     }
 }
 
 impl<S> tower::Layer<S> for TraceLayer {
     type Service = Trace<S>;
     fn layer(&self, inner: S) -> Trace<S> {
-        Trace { inner, ids: self.ids.clone() }
+        Trace { inner, ids: self.ids.clone(), trust_incoming: self.trust_incoming }
     }
 }
 
@@ -92,6 +96,7 @@ impl<S> tower::Layer<S> for TraceLayer {
 pub struct Trace<S> {
     inner: S,
     ids: Arc<RequestIds>,
+    trust_incoming: bool,
 }
 
 impl<S, B, RB> tower::Service<Request<B>> for Trace<S>
@@ -107,25 +112,23 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        let id = self.ids.next();
+        let incoming = self.trust_incoming.then(|| request.headers().get(REQUEST_ID_HEADER)).flatten();
+        let id = incoming.and_then(incoming_id).unwrap_or_else(|| self.ids.next());
         let shown = id.to_str().unwrap_or("-");
         let span = tracing::info_span!("request", id = shown, method = %request.method(), path = request.uri().path());
         let inner = span.in_scope(|| self.inner.call(request));
-        // The access line is written only when the span is on (info level).
-        let started = (!span.is_disabled()).then(Instant::now);
-        Traced { inner, span, id: Some(id), started }
+        Traced { inner, span, id: Some(id) }
     }
 }
 
 pin_project! {
-    /// The inner answer, polled inside the request's span; on the way out it writes the
-    /// access line and sets `X-Request-Id`.
+    /// The inner answer, polled inside the request's span; on the way out it sets
+    /// `X-Request-Id`.
     pub struct Traced<F> {
         #[pin]
         inner: F,
         span: Span,
         id: Option<HeaderValue>,
-        started: Option<Instant>,
     }
 }
 
@@ -139,15 +142,6 @@ where
         let this = self.project();
         let _entered = this.span.enter();
         let Ok(mut response) = ready!(this.inner.poll(cx));
-        if let Some(started) = this.started {
-            let upstream = response.headers().get(UPSTREAM_HEADER).and_then(|v| v.to_str().ok());
-            tracing::info!(
-                status = response.status().as_u16(),
-                upstream = upstream.unwrap_or("-"),
-                ms = started.elapsed().as_millis() as u64,
-                "request"
-            );
-        }
         if let Some(id) = this.id.take() {
             response.headers_mut().insert(REQUEST_ID_HEADER, id);
         }
@@ -158,6 +152,19 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_plain_incoming_ids_are_kept() {
+        for (value, kept) in [
+            ("req-42.a_b:c", true),
+            ("", false),
+            ("has space", false),
+            ("quote\"", false),
+            (&"x".repeat(129), false),
+        ] {
+            assert_eq!(incoming_id(&HeaderValue::from_str(value).unwrap()).is_some(), kept, "{value:?}");
+        }
+    }
 
     #[test]
     fn ids_are_unique_and_share_the_process_prefix() {

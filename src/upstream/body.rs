@@ -58,6 +58,8 @@ pub struct VerifiedBody {
     deadline: Pin<Box<Sleep>>,
     finished: bool,
     metrics: Arc<crate::metrics::Metrics>,
+    /// `pipgate_upstream_bytes_total{upstream, kind="file"}`, resolved once.
+    received: prometheus::IntCounter,
 }
 
 impl VerifiedBody {
@@ -70,7 +72,7 @@ impl VerifiedBody {
     ) -> Self {
         VerifiedBody {
             inner,
-            upstream,
+            upstream: upstream.clone(),
             expected,
             hasher: Sha256::new(),
             seen: 0,
@@ -78,6 +80,7 @@ impl VerifiedBody {
             idle,
             deadline: Box::pin(tokio::time::sleep(idle)),
             finished: false,
+            received: metrics.upstream_bytes.with_label_values(&[&upstream, "file"]),
             metrics,
         }
     }
@@ -141,6 +144,7 @@ impl Body for VerifiedBody {
                     };
                     this.deadline.as_mut().reset(Instant::now() + this.idle);
                     this.seen += data.len() as u64;
+                    this.received.inc_by(data.len() as u64);
                     if let Some(expected) = this.expected.size.filter(|&e| this.seen > e) {
                         let got = this.seen;
                         return this.fail(FileStreamError::WrongLength {

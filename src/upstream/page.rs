@@ -89,7 +89,10 @@ impl Upstream {
             Err(error) => Err(error),
             Ok(Fetched::NotFound) => Ok(PageAnswer::NotFound),
             Ok(Fetched::NotModified) => Ok(PageAnswer::NotModified),
-            Ok(Fetched::Body(body)) => self.parse_page(project, body),
+            Ok(Fetched::Body(body)) => {
+                self.count_received("page", &body.bytes);
+                self.parse_page(project, body)
+            }
         };
         let outcome = match &parsed {
             Ok(PageAnswer::Found(_)) => Ok("ok"),
@@ -99,6 +102,10 @@ impl Upstream {
         };
         self.record("page", started, outcome);
         parsed
+    }
+
+    fn count_received(&self, kind: &str, bytes: &[u8]) {
+        self.metrics.upstream_bytes.with_label_values(&[&self.name, kind]).inc_by(bytes.len() as u64);
     }
 
     fn parse_page(&self, project: &ProjectName, body: Body) -> Result<PageAnswer, UpstreamError> {
@@ -117,8 +124,13 @@ impl Upstream {
         let result = match self.fetch_body(self.base.clone(), None).await {
             Err(error) => Err(error),
             Ok(Fetched::NotFound | Fetched::NotModified) => Err(UpstreamError::Status(StatusCode::NOT_FOUND)),
-            Ok(Fetched::Body(Body { kind: MediaType::JsonV1, bytes, .. })) => Ok(parse_root_json(&bytes)?),
-            Ok(Fetched::Body(body)) => Ok(parse_root_html(&body.bytes, &body.final_url)?),
+            Ok(Fetched::Body(body)) => {
+                self.count_received("root", &body.bytes);
+                match body.kind {
+                    MediaType::JsonV1 => Ok(parse_root_json(&body.bytes)?),
+                    _ => Ok(parse_root_html(&body.bytes, &body.final_url)?),
+                }
+            }
         };
         self.record("root", started, result.as_ref().map(|_| "ok"));
         result

@@ -16,13 +16,15 @@ use http::{HeaderMap, Request, StatusCode};
 use http_body_util::{BodyExt, Empty};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use pipgate::Server;
+use pipgate::Running;
 use pipgate::config::{self, ConfigSource, MapEnv};
 
 /// pipgate running in this process.
 pub struct Pipgate {
-    pub server: Server,
+    pub server: Running,
     pub base: String,
+    /// `http://{admin listener}` when the config sets `server.admin_listen`.
+    pub admin_base: Option<String>,
     pub cache_dir: std::path::PathBuf,
     _config: tempfile::NamedTempFile,
     _cache: Option<tempfile::TempDir>,
@@ -39,6 +41,9 @@ impl Pipgate {
         let mut config =
             config::load(&ConfigSource::File(file.path().to_owned()), &env).expect("test config is valid");
         config.server.listen = "127.0.0.1:0".parse().unwrap();
+        if config.server.admin_listen.is_some() {
+            config.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+        }
         let mut cache = None;
         if !toml.contains("dir = ") {
             let dir = tempfile::tempdir().unwrap();
@@ -51,7 +56,8 @@ impl Pipgate {
         let cache_dir = config.cache.dir.clone();
         let server = pipgate::start(&config, &env).await.expect("pipgate starts");
         let base = format!("http://{}", server.local_addr());
-        Pipgate { server, base, cache_dir, _config: file, _cache: cache }
+        let admin_base = server.admin_addr().map(|addr| format!("http://{addr}"));
+        Pipgate { server, base, admin_base, cache_dir, _config: file, _cache: cache }
     }
 
     /// The index URL clients use.

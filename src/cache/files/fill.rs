@@ -74,10 +74,12 @@ impl Fill {
             FillState { phase: Phase::Connecting, written: 0, total: expected.size, content_type: None };
         let (sender, state) = watch::channel(initial);
         let fill = Arc::new(Fill { file: file.clone(), state });
-        tokio::spawn(async move {
+        // The fill logs under the request that started it.
+        let fill_task = async move {
             let task = FillTask { store, sha256, upstream, file, temp_path, sender };
             task.run(url, expected).await;
-        });
+        };
+        tokio::spawn(tracing::Instrument::in_current_span(fill_task));
         Ok(fill)
     }
 }

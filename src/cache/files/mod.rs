@@ -150,6 +150,14 @@ impl FileStore {
         }
     }
 
+    /// `(bytes, files, fills in progress)` now; bytes are rounded up to KiB per file, as the
+    /// size cap counts them.
+    pub fn usage(&self) -> (u64, u64, usize) {
+        self.index.run_pending_tasks();
+        let fills = self.fills.lock().expect("fills lock").len();
+        (self.index.weighted_size() * 1024, self.index.entry_count(), fills)
+    }
+
     fn is_degraded(&self) -> bool {
         self.degraded_until
             .lock()
