@@ -87,6 +87,7 @@ async fn clients_that_hang_up_leave_nothing_in_flight() {
     .await;
     let text = scrape(&pipgate).await;
     assert_eq!(metric(&text, "pipgate_requests_total", r#"route="files",status="200""#), 100.0, "{text}");
+    assert_eq!(metric(&text, "pipgate_client_aborts_total", r#"route="files""#), 100.0, "{text}");
 
     // A request dropped before its headers: counted as 499 (client closed), not left in flight.
     index.set_page_mode(PageMode::Hang(Duration::from_secs(5)));

@@ -14,7 +14,7 @@ use std::collections::HashMap;
 pub const PREFIX: &str = "PIPGATE_";
 
 /// Variables that belong to the CLI rather than to config keys.
-const NOT_KEYS: [&str; 2] = ["PIPGATE_CONFIG", "PIPGATE_LOG"];
+const NOT_KEYS: [&str; 3] = ["PIPGATE_CONFIG", "PIPGATE_LOG", "PIPGATE_LOG_FORMAT"];
 
 /// Read access to environment variables.
 pub trait Environment: Send + Sync {

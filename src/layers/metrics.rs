@@ -140,6 +140,12 @@ where
         guard.headers(&response);
         // An empty body (HEAD, 304) is over before it starts.
         guard.finished = response.body().is_end_stream();
+        guard.promised = response
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .or_else(|| response.body().size_hint().exact());
         Poll::Ready(Ok(response.map(|body| MeteredBody { body, guard }.boxed_unsync())))
     }
 }
@@ -164,6 +170,9 @@ pub struct InFlight {
     /// The body ended (or was empty): a drop after this is no abort.
     finished: bool,
     bytes: u64,
+    /// The length the headers promised: hyper stops polling a body once it has sent that many
+    /// bytes, so reaching it counts as the end.
+    promised: Option<u64>,
     access: Option<Box<Access>>,
 }
 
@@ -177,6 +186,7 @@ impl InFlight {
             answered: false,
             finished: false,
             bytes: 0,
+            promised: None,
             access: None,
         }
     }
@@ -262,7 +272,8 @@ impl Body for MeteredBody {
                     self.guard.bytes += len;
                     self.guard.handles().bytes.inc_by(len);
                 }
-                if self.body.is_end_stream() {
+                if self.body.is_end_stream() || self.guard.promised.is_some_and(|len| self.guard.bytes >= len)
+                {
                     self.guard.finished = true;
                 }
             }
