@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the install benchmark need into .e2e/: a virtualenv
-# with pinned pip, uv and pypiserver, and a few real public wheels. It talks only to the package
-# registries, and does nothing when everything is already in place.
+# with pinned pip, uv and pypiserver, and a few real public wheels; and promtool (Debian's
+# `prometheus` package), which checks the alert rules and the metrics exposition. It talks only
+# to the package registries, and does nothing when everything is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -28,3 +29,11 @@ if ! cmp -s tests/e2e/public-wheels.txt "$wheels_stamp"; then
   cp tests/e2e/public-wheels.txt "$wheels_stamp"
 fi
 
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "test.sh: installing promtool (Debian package prometheus)"
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "test.sh: promtool is missing and installing it needs root: apt-get install prometheus" >&2
+    exit 1
+  fi
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi

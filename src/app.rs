@@ -76,6 +76,14 @@ pub fn service(state: Arc<State>, config: &Config, surface: Surface) -> HttpServ
 /// rule over them, the caches, and the index facade over all of it.
 pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError> {
     let metrics = Arc::new(Metrics::register(prometheus::Registry::new()));
+    let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
+    let token_upstreams: Vec<&str> = config
+        .upstreams
+        .iter()
+        .filter(|u| matches!(u.auth, Some(crate::config::AuthConfig::Azure(_))))
+        .map(|u| u.name.as_str())
+        .collect();
+    metrics.initialize(&names, &token_upstreams);
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for upstream in &config.upstreams {
         let credential = match &upstream.auth {

@@ -229,6 +229,50 @@ impl Metrics {
         Metrics::register(Registry::new())
     }
 
+    /// Creates, at zero, the labelled series that alert rules watch, for the upstreams in
+    /// `order` (`token_upstreams` are those with a refreshing token). A counter that first
+    /// appears at 1 shows no `increase()`, so an alert on it would miss its first event; and a
+    /// dashboard should show a flat 0, not "no data". Every label value is from the config or a
+    /// fixed word, so this stays bounded.
+    pub fn initialize(&self, order: &[&str], token_upstreams: &[&str]) {
+        for cache in ["index", "file"] {
+            for result in ["hit", "miss", "stale", "revalidated", "bypass"] {
+                self.cache_lookups.with_label_values(&[cache, result]);
+            }
+        }
+        for route in ["simple_root", "simple_project", "files"] {
+            self.client_aborts.with_label_values(&[route]);
+        }
+        for (i, &upstream) in order.iter().enumerate() {
+            self.hash_mismatches.with_label_values(&[upstream]);
+            self.fail_closed.with_label_values(&[upstream]);
+            self.held_projects.with_label_values(&[upstream]);
+            for kind in ["page", "root", "file"] {
+                self.upstream_bytes.with_label_values(&[upstream, kind]);
+            }
+            for reason in ["no_hash", "disk"] {
+                self.pass_through.with_label_values(&[upstream, reason]);
+            }
+            for via in ["config", "admin"] {
+                self.owner_releases.with_label_values(&[upstream, via]);
+            }
+            for &lower in &order[i + 1..] {
+                self.owner_holds.with_label_values(&[upstream, lower]);
+                self.shadow_kept.with_label_values(&[upstream, lower]);
+                for tracked in ["true", "false"] {
+                    self.shadowed.with_label_values(&[upstream, lower, tracked]);
+                }
+                self.owner_changes.with_label_values(&[upstream, lower]);
+                self.owner_changes.with_label_values(&[lower, upstream]);
+            }
+        }
+        for &upstream in token_upstreams {
+            for result in ["ok", "error"] {
+                self.token_refreshes.with_label_values(&[upstream, result]);
+            }
+        }
+    }
+
     pub fn token_expires(&self, upstream: &str, at: SystemTime) {
         self.expiries.lock().expect("expiries lock").insert(upstream.to_owned(), at);
     }
