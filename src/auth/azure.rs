@@ -95,55 +95,58 @@ impl AzureTokenSource {
     fn credential(&self) -> Result<Arc<dyn TokenCredential>, String> {
         let client_options = || ClientOptions { retry: RetryOptions::none(), ..Default::default() };
         let config = &self.config;
-        let built: azure_core::Result<Arc<dyn TokenCredential>> = match config.identity {
-            AzureIdentity::ManagedIdentity => {
-                ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
-                    user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
-                    client_options: client_options(),
-                }))
-                .map(|c| c as Arc<dyn TokenCredential>)
-            }
-            AzureIdentity::WorkloadIdentity => {
-                WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
-                    credential_options: ClientAssertionCredentialOptions { client_options: client_options() },
-                    client_id: config.client_id.clone(),
+        let built: azure_core::Result<Arc<dyn TokenCredential>> =
+            match (config.identity, &config.certificate_file) {
+                (AzureIdentity::ManagedIdentity, _) => {
+                    ManagedIdentityCredential::new(Some(ManagedIdentityCredentialOptions {
+                        user_assigned_id: config.client_id.clone().map(UserAssignedId::ClientId),
+                        client_options: client_options(),
+                    }))
+                    .map(|c| c as Arc<dyn TokenCredential>)
+                }
+                (AzureIdentity::WorkloadIdentity, _) => {
+                    WorkloadIdentityCredential::new(Some(WorkloadIdentityCredentialOptions {
+                        credential_options: ClientAssertionCredentialOptions {
+                            client_options: client_options(),
+                        },
+                        client_id: config.client_id.clone(),
+                        tenant_id: config.tenant_id.clone(),
+                        ..Default::default()
+                    }))
+                    .map(|c| c as Arc<dyn TokenCredential>)
+                }
+                (AzureIdentity::ServicePrincipal, Some(certificate_file)) => {
+                    let assertion = CertificateAssertion::new(
+                        config.client_id.clone().unwrap_or_default(),
+                        &self.authority_host,
+                        config.tenant_id.as_deref().unwrap_or_default(),
+                        certificate_file.clone(),
+                    );
+                    ClientAssertionCredential::new(
+                        config.tenant_id.clone().unwrap_or_default(),
+                        config.client_id.clone().unwrap_or_default(),
+                        assertion,
+                        Some(ClientAssertionCredentialOptions { client_options: client_options() }),
+                    )
+                    .map(|c| c as Arc<dyn TokenCredential>)
+                }
+                (AzureIdentity::ServicePrincipal, None) => {
+                    let secret = self.client_secret.as_ref().ok_or("no client secret configured")?;
+                    let secret = secret.current().map_err(|e| e.to_string())?;
+                    ClientSecretCredential::new(
+                        config.tenant_id.as_deref().unwrap_or_default(),
+                        config.client_id.clone().unwrap_or_default(),
+                        azure_core::credentials::Secret::new(secret.expose().to_owned()),
+                        Some(ClientSecretCredentialOptions { client_options: client_options() }),
+                    )
+                    .map(|c| c as Arc<dyn TokenCredential>)
+                }
+                (AzureIdentity::AzureCli, _) => AzureCliCredential::new(Some(AzureCliCredentialOptions {
                     tenant_id: config.tenant_id.clone(),
                     ..Default::default()
                 }))
-                .map(|c| c as Arc<dyn TokenCredential>)
-            }
-            AzureIdentity::ServicePrincipal if config.certificate_file.is_some() => {
-                let assertion = CertificateAssertion::new(
-                    config.client_id.clone().unwrap_or_default(),
-                    &self.authority_host,
-                    config.tenant_id.as_deref().unwrap_or_default(),
-                    config.certificate_file.clone().expect("checked by the guard"),
-                );
-                ClientAssertionCredential::new(
-                    config.tenant_id.clone().unwrap_or_default(),
-                    config.client_id.clone().unwrap_or_default(),
-                    assertion,
-                    Some(ClientAssertionCredentialOptions { client_options: client_options() }),
-                )
-                .map(|c| c as Arc<dyn TokenCredential>)
-            }
-            AzureIdentity::ServicePrincipal => {
-                let secret = self.client_secret.as_ref().ok_or("no client secret configured")?;
-                let secret = secret.current().map_err(|e| e.to_string())?;
-                ClientSecretCredential::new(
-                    config.tenant_id.as_deref().unwrap_or_default(),
-                    config.client_id.clone().unwrap_or_default(),
-                    azure_core::credentials::Secret::new(secret.expose().to_owned()),
-                    Some(ClientSecretCredentialOptions { client_options: client_options() }),
-                )
-                .map(|c| c as Arc<dyn TokenCredential>)
-            }
-            AzureIdentity::AzureCli => AzureCliCredential::new(Some(AzureCliCredentialOptions {
-                tenant_id: config.tenant_id.clone(),
-                ..Default::default()
-            }))
-            .map(|c| c as Arc<dyn TokenCredential>),
-        };
+                .map(|c| c as Arc<dyn TokenCredential>),
+            };
         built.map_err(|e| crate::error_chain::display_chain(&e))
     }
 }
