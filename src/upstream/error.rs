@@ -26,6 +26,8 @@ pub enum UpstreamError {
     Throttled { retry_after: Option<u64> },
     #[error("redirected an index page to another origin ({0})")]
     CrossOriginRedirect(String),
+    #[error("redirected from https to plain http, which pipgate refuses")]
+    InsecureRedirect,
     #[error("sent a redirect without a usable Location")]
     BadRedirect,
     #[error("redirected more than {0} times")]
@@ -34,6 +36,8 @@ pub enum UpstreamError {
     WrongContentType(String),
     #[error("sent a page larger than the {0}-byte limit")]
     PageTooLarge(u64),
+    #[error("sent a page with content encoding {0:?}, which pipgate did not ask for")]
+    WrongContentEncoding(String),
     #[error("sent a page that does not parse: {0}")]
     BadPage(#[from] PageError),
     #[error("broke off the answer: {0}")]
@@ -53,9 +57,11 @@ impl UpstreamError {
             UpstreamError::SignInPage | UpstreamError::SignInRedirect => "sign_in",
             UpstreamError::Throttled { .. } => "throttled",
             UpstreamError::CrossOriginRedirect(_)
+            | UpstreamError::InsecureRedirect
             | UpstreamError::BadRedirect
             | UpstreamError::TooManyRedirects(_) => "redirect",
             UpstreamError::WrongContentType(_)
+            | UpstreamError::WrongContentEncoding(_)
             | UpstreamError::PageTooLarge(_)
             | UpstreamError::BadPage(_) => "bad_page",
             UpstreamError::Body(_) => "body",

@@ -209,6 +209,12 @@ impl Upstream {
             if let Some(validators) = validators {
                 validators.apply(request.headers_mut());
             }
+            if purpose == Purpose::Page {
+                // Large pages (thousands of files) travel several times faster compressed; the
+                // body is inflated under the page cap (see `page.rs`). Files are fetched as
+                // they are, since their bytes are hashed.
+                request.headers_mut().insert(header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+            }
             let response = self.client.request(request).await?;
             let status = response.status();
             if status == StatusCode::TOO_MANY_REQUESTS {
@@ -238,6 +244,10 @@ impl Upstream {
                 .ok_or(UpstreamError::BadRedirect)?;
             if is_sign_in(&next) {
                 return Err(UpstreamError::SignInRedirect);
+            }
+            if url.scheme() == "https" && next.scheme() != "https" {
+                // A downgrade would expose the request (and a page's contents) to the network.
+                return Err(UpstreamError::InsecureRedirect);
             }
             if purpose == Purpose::Page && !same_origin(&next, &self.base) {
                 // The origin alone: the path and query of a redirect may carry a signature.
@@ -291,6 +301,7 @@ mod tests {
 
     #[test]
     fn sign_in_pages_are_recognized() {
+        assert!(!is_sign_in(&Url::parse("https://blob.core.windows.net/x?sig=abc").unwrap()));
         assert!(is_sign_in(&Url::parse("https://dev.azure.com/org/_signin?realm=x").unwrap()));
         assert!(is_sign_in(&Url::parse("https://login.microsoftonline.com/common/oauth2").unwrap()));
         assert!(!is_sign_in(&Url::parse("https://pkgs.dev.azure.com/org/simple/x/").unwrap()));

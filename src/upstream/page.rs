@@ -155,6 +155,12 @@ impl Upstream {
             let content_type = header_text(response.headers().get(header::CONTENT_TYPE));
             let kind = MediaType::from_essence(&content_type)
                 .ok_or_else(|| UpstreamError::WrongContentType(content_type.clone()))?;
+            let encoding = header_text(response.headers().get(header::CONTENT_ENCODING)).to_ascii_lowercase();
+            let gzipped = match encoding.trim() {
+                "" | "identity" => false,
+                "gzip" | "x-gzip" => true,
+                other => return Err(UpstreamError::WrongContentEncoding(other.to_owned())),
+            };
             let bytes = Limited::new(response.into_body(), self.max_page_bytes as usize)
                 .collect()
                 .await
@@ -166,10 +172,26 @@ impl Upstream {
                     }
                 })?
                 .to_bytes();
+            let bytes = if gzipped { inflate(&bytes, self.max_page_bytes)? } else { bytes };
             Ok(Fetched::Body(Body { kind, bytes, final_url, validators }))
         };
         tokio::time::timeout(self.timeout, fetch).await.map_err(|_| UpstreamError::Timeout(self.timeout))?
     }
+}
+
+/// Inflates a gzip page, stopping at `cap` bytes: the compressed body is capped as it arrives,
+/// and this caps what it inflates to, so a gzip bomb costs at most `cap` bytes of memory.
+fn inflate(compressed: &[u8], cap: u64) -> Result<bytes::Bytes, UpstreamError> {
+    use std::io::Read;
+    let mut out = Vec::with_capacity(compressed.len().saturating_mul(4).min(cap as usize));
+    flate2::read::GzDecoder::new(compressed)
+        .take(cap + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| UpstreamError::Body(format!("the gzip page does not inflate: {e}")))?;
+    if out.len() as u64 > cap {
+        return Err(UpstreamError::PageTooLarge(cap));
+    }
+    Ok(out.into())
 }
 
 /// The error for a non-200, non-404 answer.
@@ -184,5 +206,29 @@ pub(super) fn status_error(status: StatusCode, headers: &HeaderMap) -> UpstreamE
                 .and_then(|v| v.trim().parse().ok()),
         },
         _ => UpstreamError::Status(status),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        encoder.write_all(bytes).unwrap();
+        encoder.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_pages_inflate_under_the_cap_and_a_bomb_stops_at_it() {
+        let page = br#"{"meta": {"api-version": "1.0"}, "name": "x", "files": []}"#;
+        assert_eq!(&inflate(&gzip(page), 1024).unwrap()[..], &page[..]);
+        // 64 MiB of zeros in about 64 KiB: the inflation stops one byte past a 1 MiB cap.
+        let bomb = gzip(&vec![0u8; 64 << 20]);
+        assert!(bomb.len() < 100 << 10, "{}", bomb.len());
+        assert!(matches!(inflate(&bomb, 1 << 20), Err(UpstreamError::PageTooLarge(cap)) if cap == 1 << 20));
+        assert!(matches!(inflate(b"not gzip", 1024), Err(UpstreamError::Body(_))));
     }
 }

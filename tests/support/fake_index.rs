@@ -34,6 +34,12 @@ pub enum PageMode {
     Throttle(u64),
     /// 302 from `/simple/{name}/` to `{base}{name}/`: another index, usually another origin.
     RedirectTo(String),
+    /// The JSON page, gzip-compressed (`Content-Encoding: gzip`).
+    Gzip,
+    /// A gzip body that inflates to this many zero bytes.
+    GzipBomb(usize),
+    /// 200 with an HTML form and no password field (Entra's first sign-in step).
+    EmailForm,
 }
 
 /// How the index answers file requests.
@@ -116,36 +122,55 @@ struct State {
 #[derive(Clone)]
 pub struct FakeIndex {
     pub addr: SocketAddr,
+    scheme: &'static str,
     state: Arc<Mutex<State>>,
     task: Arc<tokio::task::JoinHandle<()>>,
 }
 
 impl FakeIndex {
     pub async fn start() -> FakeIndex {
+        Self::start_with(None).await
+    }
+
+    /// The same index over HTTPS, with a certificate from [`super::tls::test_ca`].
+    pub async fn start_tls(acceptor: tokio_rustls::TlsAcceptor) -> FakeIndex {
+        Self::start_with(Some(acceptor)).await
+    }
+
+    async fn start_with(tls: Option<tokio_rustls::TlsAcceptor>) -> FakeIndex {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = Arc::new(Mutex::new(State::default()));
         let shared = state.clone();
+        let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(async move {
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
-                let state = shared.clone();
+                let (state, tls) = (shared.clone(), tls.clone());
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| answer(state.clone(), addr, req));
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
+                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                    match tls {
+                        Some(acceptor) => {
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                            }
+                        }
+                        None => {
+                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+                        }
+                    }
                 });
             }
         });
-        FakeIndex { addr, state, task: Arc::new(task) }
+        FakeIndex { addr, scheme, state, task: Arc::new(task) }
     }
 
     /// The index URL to give pipgate.
     pub fn url(&self) -> String {
-        format!("http://{}/simple/", self.addr)
+        format!("{}://{}/simple/", self.scheme, self.addr)
     }
 
     pub fn add(&self, project: &str, file: impl Into<FakeFile>) -> &Self {
@@ -296,6 +321,16 @@ async fn answer(
             return Ok(response);
         }
         PageMode::Hang(delay) => tokio::time::sleep(delay).await,
+        PageMode::GzipBomb(size) => {
+            let mut response = full(200, "application/vnd.pypi.simple.v1+json", gzip(&vec![0u8; size]));
+            response.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+            return Ok(response);
+        }
+        PageMode::EmailForm => {
+            let form = "<html><body><form method=post><input type=email name=loginfmt></form></body></html>";
+            return Ok(full(200, "text/html", form));
+        }
+        PageMode::Gzip => {}
         PageMode::Json | PageMode::Html => {}
     }
     let Some(files) = files else {
@@ -356,9 +391,21 @@ async fn answer(
         response.headers_mut().insert("etag", etag.parse().unwrap());
         return Ok(response);
     }
+    if page_mode == PageMode::Gzip {
+        let mut response = full(200, "application/vnd.pypi.simple.v1+json", gzip(body.as_bytes()));
+        response.headers_mut().insert("content-encoding", "gzip".parse().unwrap());
+        return Ok(response);
+    }
     let mut response = full(200, "application/vnd.pypi.simple.v1+json", body);
     response.headers_mut().insert("etag", etag.parse().unwrap());
     Ok(response)
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
 }
 
 async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) -> Response<Body> {

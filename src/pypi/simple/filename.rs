@@ -1,4 +1,5 @@
-//! Versions read off distribution file names, for pages whose upstream sends no `versions`.
+//! What distribution file names say: the project they belong to, and their version (for pages
+//! whose upstream sends no `versions`).
 
 use crate::pypi::ProjectName;
 
@@ -20,9 +21,46 @@ pub fn version_from_filename<'a>(project: &str, filename: &'a str) -> Option<&'a
     })
 }
 
+/// Whether `filename` is a file of `project` (a normalized name). A wheel or egg names its
+/// distribution before the first `-` (a `-` inside the name is escaped); an sdist or any other
+/// file must start with the project's name, a `-` and something that starts like a version.
+/// A public page that lists a file under a private project's name fails this and the file is
+/// dropped.
+pub fn names_project(project: &str, filename: &str) -> bool {
+    if let Some(stem) = filename.strip_suffix(".whl").or_else(|| filename.strip_suffix(".egg")) {
+        let name = stem.split('-').next().unwrap_or("");
+        return ProjectName::new(name).is_ok_and(|n| n.as_str() == project);
+    }
+    filename.match_indices('-').any(|(at, _)| {
+        let (name, rest) = (&filename[..at], &filename[at + 1..]);
+        let version = rest.strip_prefix(['v', 'V']).unwrap_or(rest);
+        version.starts_with(|c: char| c.is_ascii_digit())
+            && ProjectName::new(name).is_ok_and(|n| n.as_str() == project)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn files_belong_to_their_project() {
+        for (project, filename, belongs) in [
+            ("acme-core", "acme_core-1.0.0-py3-none-any.whl", true),
+            ("acme-core", "Acme.Core-1.0.0-py3-none-any.whl", true),
+            ("acme-core", "acme_core_evil-1.0-py3-none-any.whl", false),
+            ("acme-core", "acme_core-1.0.tar.gz", true),
+            ("acme-core", "acme-core-1.0.tar.gz", true),
+            ("acme-core", "acme-core-v2.zip", true),
+            ("acme-core", "acme-core-evil-1.0.tar.gz", false),
+            ("acme-core", "six-1.16.0-py2.py3-none-any.whl", false),
+            ("acme-core", "other-1.0.tar.gz", false),
+            ("zope-interface", "zope.interface-5.4.0.tar.gz", true),
+            ("six", "six-1.16.0-py2.7.egg", true),
+        ] {
+            assert_eq!(names_project(project, filename), belongs, "{project} {filename}");
+        }
+    }
 
     #[test]
     fn versions_from_names() {

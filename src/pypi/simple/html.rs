@@ -33,7 +33,7 @@ struct RawPage {
     base_href: Option<String>,
     links: Vec<RawLink>,
     metas: Vec<(String, String)>,
-    has_password_input: bool,
+    has_form: bool,
 }
 
 fn attribute(el: &lol_html::html_content::Element<'_, '_>, name: &str) -> Option<String> {
@@ -44,7 +44,7 @@ fn tokenize(body: &[u8]) -> Result<RawPage, PageError> {
     let mut links = Vec::new();
     let mut metas = Vec::new();
     let mut base_href = None;
-    let mut has_password_input = false;
+    let mut has_form = false;
     let settings = Settings::new()
         .append_element_content_handler(element!("a[href]", |el| {
             links.push(RawLink {
@@ -68,21 +68,23 @@ fn tokenize(body: &[u8]) -> Result<RawPage, PageError> {
             base_href.get_or_insert_with(|| attribute(el, "href").unwrap_or_default());
             Ok(())
         }))
-        .append_element_content_handler(element!("input[type=password]", |_| {
-            has_password_input = true;
+        .append_element_content_handler(element!("form", |_| {
+            has_form = true;
             Ok(())
         }));
     let mut rewriter = HtmlRewriter::new(settings, |_: &[u8]| {});
     rewriter.write(body).map_err(|e| PageError::Html(e.to_string()))?;
     rewriter.end().map_err(|e| PageError::Html(e.to_string()))?;
-    Ok(RawPage { base_href, links, metas, has_password_input })
+    Ok(RawPage { base_href, links, metas, has_form })
 }
 
 /// Parses an HTML project page fetched from `base`.
 pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<ProjectPage, PageError> {
     let raw = tokenize(body)?;
-    if raw.has_password_input {
-        // A proxy or feed that answers 200 with a login form must not look like an empty project.
+    if raw.has_form {
+        // A proxy or feed that answers 200 with a form (a login page: Entra's first step asks for
+        // an e-mail address, with no password field) must not look like an empty project.
+        // Simple pages never hold forms.
         return Err(PageError::Html("the page is a sign-in form, not a simple page".to_owned()));
     }
     let base = match &raw.base_href {
@@ -245,7 +247,7 @@ fn data_attribute(out: &mut String, name: &str, value: &str) {
 /// Parses an HTML root page: project names are the last path segment of each link.
 pub fn parse_root_html(body: &[u8], base: &Url) -> Result<ProjectList, PageError> {
     let raw = tokenize(body)?;
-    if raw.has_password_input {
+    if raw.has_form {
         return Err(PageError::Html("the page is a sign-in form, not a simple page".to_owned()));
     }
     let names = raw
@@ -355,6 +357,11 @@ mod tests {
     fn a_sign_in_form_is_not_an_empty_project() {
         let login = br#"<html><body><form action="/_signin"><input name="u"><input type="password" name="p"></form></body></html>"#;
         assert!(parse_project_html(login, &base(), "acme-core").is_err());
+        // Entra's first sign-in step: an e-mail field, no password field.
+        let email =
+            br#"<html><body><form method="post"><input type="email" name="loginfmt"></form></body></html>"#;
+        assert!(parse_project_html(email, &base(), "acme-core").is_err());
+        assert!(parse_root_html(email, &base()).is_err());
     }
 
     #[test]

@@ -180,11 +180,15 @@ impl DistFile {
 impl ProjectPage {
     fn finish_parse(&mut self, project: &str) {
         self.files.retain(|file| {
-            let safe = is_safe_filename(&file.filename);
-            if !safe {
+            if !is_safe_filename(&file.filename) {
                 tracing::warn!(project, filename = ?file.filename, "dropping a file whose name is not a plain file name");
+                return false;
             }
-            safe
+            if !filename::names_project(project, &file.filename) {
+                tracing::warn!(project, filename = ?file.filename, "dropping a file that belongs to another project");
+                return false;
+            }
+            true
         });
         for file in &mut self.files {
             file.unify_metadata_spellings();
