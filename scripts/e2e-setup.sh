@@ -29,11 +29,16 @@ if ! cmp -s tests/e2e/public-wheels.txt "$wheels_stamp"; then
   cp tests/e2e/public-wheels.txt "$wheels_stamp"
 fi
 
-if ! command -v promtool >/dev/null 2>&1; then
-  echo "test.sh: installing promtool (Debian package prometheus)"
+# promtool (Debian's prometheus package) checks the alert rules and the exposition; curl is the
+# real HTTP/2 client of the hostile-client tests.
+missing=()
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v curl >/dev/null 2>&1 || missing+=(curl)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "test.sh: installing ${missing[*]} from Debian"
   if [ "$(id -u)" -ne 0 ]; then
-    echo "test.sh: promtool is missing and installing it needs root: apt-get install prometheus" >&2
+    echo "test.sh: installing needs root: apt-get install ${missing[*]}" >&2
     exit 1
   fi
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi

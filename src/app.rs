@@ -29,7 +29,7 @@ use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
 use crate::metrics::Metrics;
 use crate::resolve::{OwnerMemory, Resolver, ResolverSettings, Route};
-use crate::server::{HttpService, Server};
+use crate::server::{HttpService, Limits, Server};
 use crate::state::State;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
 
@@ -68,7 +68,7 @@ pub fn service(state: Arc<State>, config: &Config, surface: Surface) -> HttpServ
         .layer(ConcurrencyLimitLayer::new(server.max_concurrent_requests))
         // Client identity (authentication and read policy) will sit here, under the limit and
         // above the router, so a refused client costs no slot for long and reaches no handler.
-        .service(Router::new(state, surface));
+        .service(Router::new(state, surface, server.max_url_bytes));
     BoxCloneSyncService::new(stack)
 }
 
@@ -202,18 +202,26 @@ impl Running {
 /// Builds pipgate from `config`, binds its listeners and starts serving in the background.
 pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, BuildError> {
     let state = Arc::new(state(config, env)?);
-    let grace = config.server.shutdown_grace;
+    let server = &config.server;
+    let limits = Limits {
+        header_read_timeout: server.header_read_timeout,
+        max_header_bytes: server.max_header_bytes,
+        max_headers: server.max_headers,
+        max_connections: server.max_connections,
+        max_streams: server.max_streams_per_connection,
+        shutdown_grace: server.shutdown_grace,
+    };
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })
     };
     let Some(admin_addr) = config.server.admin_listen else {
         let listener = bind(config.server.listen).await?;
-        let index = Server::spawn(listener, service(state, config, Surface::All), grace);
+        let index = Server::spawn(listener, service(state, config, Surface::All), limits);
         return Ok(Running { index, admin: None });
     };
     let (index, admin) = (bind(config.server.listen).await?, bind(admin_addr).await?);
     Ok(Running {
-        index: Server::spawn(index, service(state.clone(), config, Surface::Index), grace),
-        admin: Some(Server::spawn(admin, service(state, config, Surface::Admin), grace)),
+        index: Server::spawn(index, service(state.clone(), config, Surface::Index), limits),
+        admin: Some(Server::spawn(admin, service(state, config, Surface::Admin), limits)),
     })
 }

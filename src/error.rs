@@ -33,6 +33,9 @@ pub enum ServeError {
     /// A download failed after pipgate had taken it on (broken off, wrong bytes, disk error).
     #[error("download of {filename:?} from upstream {upstream:?} failed: {error}")]
     Download { upstream: String, filename: String, error: FillError },
+    /// A request path and query longer than `server.max_url_bytes`.
+    #[error("the URL is longer than the {0}-byte limit")]
+    UriTooLong(usize),
     /// An admin endpoint while no `[admin]` token is configured.
     #[error("the admin endpoints are off: set a token in [admin] to use them")]
     AdminOff,
@@ -77,6 +80,7 @@ impl ServeError {
             | ServeError::NotFound
             | ServeError::NothingToRelease(_) => StatusCode::NOT_FOUND,
             ServeError::AdminOff => StatusCode::FORBIDDEN,
+            ServeError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ServeError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
             ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ServeError::Upstream(e) => match e {

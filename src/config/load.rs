@@ -189,6 +189,19 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
             })?;
         }
     }
+    let server = &config.server;
+    for (key, value) in [
+        ("max_header_bytes", server.max_header_bytes),
+        ("max_headers", server.max_headers),
+        ("max_url_bytes", server.max_url_bytes),
+        ("max_connections", server.max_connections),
+        ("max_concurrent_requests", server.max_concurrent_requests),
+        ("max_streams_per_connection", server.max_streams_per_connection as usize),
+    ] {
+        if value == 0 {
+            return Err(errors.at(&format!("server.{key}"), "must be at least 1"));
+        }
+    }
     let ownership = &config.ownership;
     if !(ownership.shadow_checks_per_second > 0.0 && ownership.shadow_checks_per_second.is_finite()) {
         return Err(errors.at("ownership.shadow_checks_per_second", "must be a number above 0"));

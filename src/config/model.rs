@@ -122,6 +122,25 @@ pub struct ServerConfig {
     /// How long in-flight requests may finish after a shutdown signal. Default `30s`.
     #[serde(default = "default_shutdown_grace", with = "duration")]
     pub shutdown_grace: Duration,
+    /// Time a client has to send a request's headers; also how long an idle keep-alive
+    /// connection stays open. Default `30s`.
+    #[serde(default = "default_header_read_timeout", with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Largest request line plus headers, in bytes. Default `65536`.
+    #[serde(default = "default_max_header_bytes")]
+    pub max_header_bytes: usize,
+    /// Most request headers. Default `100`.
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    /// Longest request path plus query, in bytes; longer ones get 414. Default `8192`.
+    #[serde(default = "default_max_url_bytes")]
+    pub max_url_bytes: usize,
+    /// Most connections open at once; more wait to be accepted. Default `10000`.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Most concurrent HTTP/2 streams per connection. Default `100`.
+    #[serde(default = "default_max_streams")]
+    pub max_streams_per_connection: u32,
     /// Deadline for a whole request up to its response headers (a body may stream longer).
     /// Default `5m`: a range request on a cold file waits for the whole file.
     #[serde(default = "default_request_timeout", with = "duration")]
@@ -138,6 +157,12 @@ impl Default for ServerConfig {
             max_concurrent_requests: default_max_concurrent_requests(),
             shutdown_grace: default_shutdown_grace(),
             request_timeout: default_request_timeout(),
+            header_read_timeout: default_header_read_timeout(),
+            max_header_bytes: default_max_header_bytes(),
+            max_headers: default_max_headers(),
+            max_url_bytes: default_max_url_bytes(),
+            max_connections: default_max_connections(),
+            max_streams_per_connection: default_max_streams(),
         }
     }
 }
@@ -156,6 +181,24 @@ fn default_shutdown_grace() -> Duration {
 }
 fn default_request_timeout() -> Duration {
     Duration::from_secs(300)
+}
+fn default_header_read_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn default_max_header_bytes() -> usize {
+    64 * 1024
+}
+fn default_max_headers() -> usize {
+    100
+}
+fn default_max_url_bytes() -> usize {
+    8192
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_max_streams() -> u32 {
+    100
 }
 
 /// `[cache]`: index pages in memory and on disk, artifacts on disk.

@@ -63,11 +63,12 @@ impl Surface {
 pub struct Router {
     state: Arc<State>,
     surface: Surface,
+    max_url_bytes: usize,
 }
 
 impl Router {
-    pub fn new(state: Arc<State>, surface: Surface) -> Self {
-        Router { state, surface }
+    pub fn new(state: Arc<State>, surface: Surface, max_url_bytes: usize) -> Self {
+        Router { state, surface, max_url_bytes }
     }
 }
 
@@ -85,6 +86,10 @@ impl<B> tower::Service<Request<B>> for Router {
         let surface = self.surface;
         // Only the head is needed: no read route takes a body.
         let (request, _body) = request.into_parts();
+        let url_bytes = request.uri.path_and_query().map_or(0, |p| p.as_str().len());
+        if url_bytes > self.max_url_bytes {
+            return Box::pin(std::future::ready(Err(ServeError::UriTooLong(self.max_url_bytes))));
+        }
         Box::pin(async move { route(&state, surface, &request).await })
     }
 }

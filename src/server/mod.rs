@@ -1,5 +1,14 @@
 //! The listener: HTTP/1 and HTTP/2 on one port, and a graceful, bounded shutdown.
 //!
+//! It faces every machine in the organisation, so every resource a client can hold is bounded
+//! ([`Limits`]): the time to send request headers (which also closes idle keep-alive
+//! connections), the size and number of headers, the connections open at once, and HTTP/2
+//! streams per connection, with hyper's protection against rapid stream resets
+//! (CVE-2023-44487). Ambiguous framing cannot smuggle a request: hyper answers two different
+//! `Content-Length`s with 400, and a request with both `Content-Length` and
+//! `Transfer-Encoding` is read as chunked and its connection closed after the answer (RFC 9112
+//! §6.3), so nothing after it on that connection is ever read as a request.
+//!
 //! On shutdown the listener closes first (new connections are refused), in-flight requests get
 //! the configured grace period to finish, and whatever is left is dropped; the log says which.
 
@@ -23,8 +32,21 @@ use crate::body::ResponseBody;
 pub type HttpService =
     BoxCloneSyncService<Request<hyper::body::Incoming>, Response<ResponseBody>, std::convert::Infallible>;
 
-/// How long a client may take to send its request headers.
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+/// What one listener allows a client, from `[server]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Time to send a request's headers; also how long an idle keep-alive connection stays.
+    pub header_read_timeout: Duration,
+    /// Bytes of request line and headers (HTTP/1 read buffer; HTTP/2 header list).
+    pub max_header_bytes: usize,
+    /// Number of request headers (HTTP/1).
+    pub max_headers: usize,
+    /// Connections open at once; more wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// Concurrent HTTP/2 streams per connection.
+    pub max_streams: u32,
+    pub shutdown_grace: Duration,
+}
 
 /// A running server.
 #[derive(Debug)]
@@ -36,10 +58,10 @@ pub struct Server {
 
 impl Server {
     /// Serves `service` on `listener` until [`Server::shutdown`].
-    pub fn spawn(listener: TcpListener, service: HttpService, grace: Duration) -> Server {
+    pub fn spawn(listener: TcpListener, service: HttpService, limits: Limits) -> Server {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, service, stopped, grace));
+        let task = tokio::spawn(accept_loop(listener, service, stopped, limits));
         tracing::info!(%addr, "pipgate listening");
         Server { addr, stop: Some(stop), task }
     }
@@ -61,13 +83,33 @@ async fn accept_loop(
     listener: TcpListener,
     service: HttpService,
     mut stopped: oneshot::Receiver<()>,
-    grace: Duration,
+    limits: Limits,
 ) {
+    let grace = limits.shutdown_grace;
     let mut builder = auto::Builder::new(TokioExecutor::new());
-    builder.http1().timer(TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
-    builder.http2().timer(TokioTimer::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192))
+        .max_headers(limits.max_headers);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.max_streams)
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        // Rapid reset (CVE-2023-44487): a connection that resets more streams than this before
+        // they are answered is closed.
+        .max_pending_accept_reset_streams(20)
+        .max_local_error_reset_streams(256);
+    let connections = std::sync::Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
     loop {
+        // Past the connection cap, stop accepting until one closes.
+        let slot = tokio::select! {
+            slot = connections.clone().acquire_owned() => slot.expect("the semaphore is never closed"),
+            _ = &mut stopped => break,
+        };
         tokio::select! {
             accepted = listener.accept() => {
                 let (stream, peer) = match accepted {
@@ -83,6 +125,7 @@ async fn accept_loop(
                 let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
                 let connection = graceful.watch(connection.into_owned());
                 tokio::spawn(async move {
+                    let _slot = slot;
                     if let Err(error) = connection.await {
                         tracing::debug!(%peer, error = %error, "connection ended with an error");
                     }
