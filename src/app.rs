@@ -29,6 +29,7 @@ use crate::layers::timeout::TimeoutLayer;
 use crate::layers::trace::TraceLayer;
 use crate::metrics::Metrics;
 use crate::resolve::{OwnerMemory, Resolver, ResolverSettings, Route};
+use crate::server::tls::TlsFiles;
 use crate::server::{HttpService, Limits, Server};
 use crate::state::State;
 use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
@@ -44,6 +45,8 @@ pub enum BuildError {
     Cache { dir: PathBuf, source: std::io::Error },
     #[error("cannot listen on {addr}: {source}")]
     Listen { addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Tls(#[from] crate::server::tls::TlsError),
 }
 
 /// The request stack, outermost first. A request walks down it; its answer walks back up.
@@ -169,10 +172,11 @@ fn ownership_fingerprint(config: &Config) -> String {
     hex::encode(hasher.finalize())[..16].to_owned()
 }
 
-/// A running pipgate: the index listener, and the admin listener when one is configured.
+/// A running pipgate: the index listener, and the TLS and admin listeners when configured.
 #[derive(Debug)]
 pub struct Running {
     index: Server,
+    tls: Option<Server>,
     admin: Option<Server>,
 }
 
@@ -187,15 +191,19 @@ impl Running {
         self.admin.as_ref().map(Server::local_addr)
     }
 
-    /// Stops both listeners and drains them.
+    /// The address of the TLS listener (`server.tls.listen`), if any.
+    pub fn tls_addr(&self) -> Option<SocketAddr> {
+        self.tls.as_ref().map(Server::local_addr)
+    }
+
+    /// Stops every listener and drains them.
     pub async fn shutdown(self) {
-        let index = self.index.shutdown();
-        match self.admin {
-            Some(admin) => {
-                tokio::join!(index, admin.shutdown());
+        let optional = |server: Option<Server>| async move {
+            if let Some(server) = server {
+                server.shutdown().await;
             }
-            None => index.await,
-        }
+        };
+        tokio::join!(self.index.shutdown(), optional(self.tls), optional(self.admin));
     }
 }
 
@@ -214,14 +222,33 @@ pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, Bu
     let bind = |addr| async move {
         tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })
     };
-    let Some(admin_addr) = config.server.admin_listen else {
-        let listener = bind(config.server.listen).await?;
-        let index = Server::spawn(listener, service(state, config, Surface::All), limits);
-        return Ok(Running { index, admin: None });
+    // Without an admin listener, every listener serves everything.
+    let index_surface = if server.admin_listen.is_some() { Surface::Index } else { Surface::All };
+    let index = Server::spawn(
+        bind(server.listen).await?,
+        service(state.clone(), config, index_surface),
+        limits,
+        None,
+    );
+    let tls = match &server.tls {
+        Some(tls) => {
+            let files = TlsFiles { cert: tls.cert.clone(), key: tls.key.clone() };
+            let acceptor = crate::server::tls::acceptor(files, state.metrics.clone())?;
+            let listener = bind(tls.listen).await?;
+            Some(Server::spawn(
+                listener,
+                service(state.clone(), config, index_surface),
+                limits,
+                Some(acceptor),
+            ))
+        }
+        None => None,
     };
-    let (index, admin) = (bind(config.server.listen).await?, bind(admin_addr).await?);
-    Ok(Running {
-        index: Server::spawn(index, service(state.clone(), config, Surface::Index), limits),
-        admin: Some(Server::spawn(admin, service(state, config, Surface::Admin), limits)),
-    })
+    let admin = match server.admin_listen {
+        Some(addr) => {
+            Some(Server::spawn(bind(addr).await?, service(state, config, Surface::Admin), limits, None))
+        }
+        None => None,
+    };
+    Ok(Running { index, tls, admin })
 }

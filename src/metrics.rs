@@ -65,6 +65,8 @@ pub struct Metrics {
     pub pass_through: IntCounterVec,
     /// `pipgate_upstream_bytes_total{upstream, kind="page|root|file"}`: bytes received.
     pub upstream_bytes: IntCounterVec,
+    /// `pipgate_tls_reloads_total{result="ok|error"}`: certificate rotations picked up or refused.
+    pub tls_reloads: IntCounterVec,
     /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
     pub token_refreshes: IntCounterVec,
     /// `pipgate_token_expiry_seconds{upstream}`: seconds until the current token expires,
@@ -211,6 +213,11 @@ impl Metrics {
                 "pipgate_upstream_bytes_total",
                 "Bytes received from upstreams",
                 &["upstream", "kind"],
+            ),
+            tls_reloads: counter(
+                "pipgate_tls_reloads_total",
+                "TLS certificate rotations picked up (ok) or refused (error)",
+                &["result"],
             ),
             token_refreshes: counter(
                 "pipgate_token_refreshes_total",

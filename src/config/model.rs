@@ -104,6 +104,9 @@ pub struct ServerConfig {
     /// Address to listen on. Default `127.0.0.1:8080`.
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
+    /// A TLS listener beside the plain one: `{ listen, cert, key }`. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsConfig>,
     /// A second address for `/metrics`, `/admin/…` and the health endpoints; when set, the
     /// index port answers 404 for the first two. Default: none (all on `listen`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
         ServerConfig {
             listen: default_listen(),
             admin_listen: None,
+            tls: None,
             trust_request_id: false,
             max_page_bytes: default_max_page_bytes(),
             max_concurrent_requests: default_max_concurrent_requests(),
@@ -165,6 +169,18 @@ impl Default for ServerConfig {
             max_streams_per_connection: default_max_streams(),
         }
     }
+}
+
+/// `[server.tls]`: HTTPS (HTTP/1.1 and HTTP/2 by ALPN) on its own address, with a certificate
+/// chain and key from PEM files that are re-read when they change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub listen: SocketAddr,
+    /// PEM file with the certificate chain, leaf first.
+    pub cert: PathBuf,
+    /// PEM file with the private key (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 fn default_listen() -> SocketAddr {

@@ -12,6 +12,8 @@
 //! On shutdown the listener closes first (new connections are refused), in-flight requests get
 //! the configured grace period to finish, and whatever is left is dropped; the log says which.
 
+pub mod tls;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -57,12 +59,18 @@ pub struct Server {
 }
 
 impl Server {
-    /// Serves `service` on `listener` until [`Server::shutdown`].
-    pub fn spawn(listener: TcpListener, service: HttpService, limits: Limits) -> Server {
+    /// Serves `service` on `listener` until [`Server::shutdown`], over TLS with `tls`.
+    pub fn spawn(
+        listener: TcpListener,
+        service: HttpService,
+        limits: Limits,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Server {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(accept_loop(listener, service, stopped, limits));
-        tracing::info!(%addr, "pipgate listening");
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let task = tokio::spawn(accept_loop(listener, service, stopped, limits, tls));
+        tracing::info!(%addr, scheme, "pipgate listening");
         Server { addr, stop: Some(stop), task }
     }
 
@@ -84,6 +92,7 @@ async fn accept_loop(
     service: HttpService,
     mut stopped: oneshot::Receiver<()>,
     limits: Limits,
+    tls: Option<tokio_rustls::TlsAcceptor>,
 ) {
     let grace = limits.shutdown_grace;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -122,14 +131,36 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), TowerToHyperService::new(service.clone()));
-                let connection = graceful.watch(connection.into_owned());
-                tokio::spawn(async move {
-                    let _slot = slot;
-                    if let Err(error) = connection.await {
-                        tracing::debug!(%peer, error = %error, "connection ended with an error");
+                let service = TowerToHyperService::new(service.clone());
+                match &tls {
+                    None => {
+                        let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                        let connection = graceful.watch(connection.into_owned());
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            if let Err(error) = connection.await {
+                                tracing::debug!(%peer, error = %error, "connection ended with an error");
+                            }
+                        });
                     }
-                });
+                    Some(acceptor) => {
+                        // The handshake runs in the connection's task, bounded like the headers.
+                        let (acceptor, builder, watcher) = (acceptor.clone(), builder.clone(), graceful.watcher());
+                        let deadline = limits.header_read_timeout;
+                        tokio::spawn(async move {
+                            let _slot = slot;
+                            let stream = match tokio::time::timeout(deadline, acceptor.accept(stream)).await {
+                                Ok(Ok(stream)) => stream,
+                                Ok(Err(error)) => return tracing::debug!(%peer, %error, "TLS handshake failed"),
+                                Err(_) => return tracing::debug!(%peer, "TLS handshake timed out"),
+                            };
+                            let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
+                            if let Err(error) = watcher.watch(connection.into_owned()).await {
+                                tracing::debug!(%peer, error = %error, "connection ended with an error");
+                            }
+                        });
+                    }
+                }
             }
             _ = &mut stopped => break,
         }

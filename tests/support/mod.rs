@@ -44,6 +44,9 @@ impl Pipgate {
         if config.server.admin_listen.is_some() {
             config.server.admin_listen = Some("127.0.0.1:0".parse().unwrap());
         }
+        if let Some(tls) = config.server.tls.as_mut() {
+            tls.listen = "127.0.0.1:0".parse().unwrap();
+        }
         let mut cache = None;
         if !toml.contains("dir = ") {
             let dir = tempfile::tempdir().unwrap();
