@@ -13,4 +13,4 @@ e2e="$root/.e2e"
 bash scripts/e2e-setup.sh
 
 export PIPGATE_E2E_DIR="$e2e"
-cargo test --locked --all-targets "$@"
+cargo test --locked --all-targets --no-fail-fast "$@"

@@ -17,19 +17,6 @@ use support::fake_index::{FakeFile, FakeIndex, FileMode};
 
 use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, request};
 
-fn blob(name: &str, size: usize, seed: u32) -> FakeFile {
-    let bytes: Vec<u8> =
-        (0..size as u32).map(|i| (i.wrapping_mul(seed | 1).wrapping_add(seed) >> 7) as u8).collect();
-    FakeFile {
-        filename: format!("{name}.tar.gz"),
-        bytes: Bytes::from(bytes),
-        metadata: None,
-        requires_python: None,
-        yanked: None,
-        omit_hash: false,
-    }
-}
-
 /// A fake index holding `file` under acme-core, and pipgate in front of it.
 async fn serving(file: &FakeFile) -> (FakeIndex, Pipgate) {
     let index = FakeIndex::start().await;
@@ -44,7 +31,7 @@ fn file_url(pipgate: &Pipgate, filename: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cold_requests_share_one_upstream_download() {
-    let file = blob("acme_core-1.0", 2 * 1024 * 1024, 7);
+    let file = FakeFile::blob("acme_core-1.0", 2 * 1024 * 1024, 7);
     let (index, pipgate) = serving(&file).await;
     // Warm the page, so only the file is cold; then make the download slow enough to overlap.
     get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();
@@ -70,7 +57,7 @@ async fn get_owned(url: String) -> Result<support::Answer, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_leaves_does_not_cancel_the_fill() {
-    let file = blob("acme_core-1.0", 1024 * 1024, 11);
+    let file = FakeFile::blob("acme_core-1.0", 1024 * 1024, 11);
     let (index, pipgate) = serving(&file).await;
     index.set_file_mode(FileMode::Slow(Duration::from_millis(20)));
     let url = file_url(&pipgate, &file.filename);
@@ -92,7 +79,7 @@ fn sha(file: &FakeFile) -> String {
 #[tokio::test]
 async fn a_restart_serves_pages_and_files_from_the_cache_dir() {
     let index = FakeIndex::start().await;
-    let file = blob("acme_core-1.0", 300 * 1024, 3);
+    let file = FakeFile::blob("acme_core-1.0", 300 * 1024, 3);
     index.add("acme-core", file.clone());
     let dir = tempfile::tempdir().unwrap();
     let config =
@@ -102,6 +89,9 @@ async fn a_restart_serves_pages_and_files_from_the_cache_dir() {
     assert_eq!(get(&file_url(&first, &file.filename), &[]).await.unwrap().body, file.bytes);
     let page_file = dir.path().join("pages/acme-core.json");
     eventually("the page reached the disk", || ready(page_file.exists())).await;
+    // The fill commits (fsync, rename) just after the client's last byte.
+    let stored = dir.path().join("files").join(&sha(&file)[..2]).join(sha(&file));
+    eventually("the file was committed", || ready(stored.exists())).await;
     first.server.shutdown().await;
 
     index.stop();
@@ -117,7 +107,7 @@ async fn a_restart_serves_pages_and_files_from_the_cache_dir() {
 
 #[tokio::test]
 async fn cached_files_answer_conditional_ranged_and_head_requests() {
-    let file = blob("acme_core-1.0", 100_000, 5);
+    let file = FakeFile::blob("acme_core-1.0", 100_000, 5);
     let (index, pipgate) = serving(&file).await;
     let url = file_url(&pipgate, &file.filename);
 
@@ -150,7 +140,7 @@ async fn cached_files_answer_conditional_ranged_and_head_requests() {
 async fn least_recently_used_files_are_evicted_under_the_size_cap() {
     let index = FakeIndex::start().await;
     let files: Vec<FakeFile> =
-        (0..3).map(|i| blob(&format!("acme_core-1.{i}"), 400 * 1024, 13 + i)).collect();
+        (0..3).map(|i| FakeFile::blob(&format!("acme_core-1.{i}"), 400 * 1024, 13 + i)).collect();
     for file in &files {
         index.add("acme-core", file.clone());
     }
@@ -176,7 +166,7 @@ async fn least_recently_used_files_are_evicted_under_the_size_cap() {
 
 #[tokio::test]
 async fn a_file_without_a_sha256_passes_through_uncached() {
-    let mut file = blob("acme_core-1.0", 50_000, 17);
+    let mut file = FakeFile::blob("acme_core-1.0", 50_000, 17);
     file.omit_hash = true;
     let (index, pipgate) = serving(&file).await;
     let url = file_url(&pipgate, &file.filename);
@@ -191,7 +181,7 @@ async fn a_file_without_a_sha256_passes_through_uncached() {
 
 #[tokio::test]
 async fn a_failing_cache_disk_slows_installs_down_instead_of_failing_them() {
-    let file = blob("acme_core-1.0", 200_000, 19);
+    let file = FakeFile::blob("acme_core-1.0", 200_000, 19);
     let (index, pipgate) = serving(&file).await;
     // The temp directory becomes unusable (as a full or read-only disk would be).
     let tmp = pipgate.cache_dir.join("tmp");

@@ -138,15 +138,7 @@ async fn a_real_http2_client_is_served() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_does_not_slow_another() {
     let index = FakeIndex::start().await;
-    let bytes: Vec<u8> = (0..4 * 1024 * 1024u32).map(|i| (i % 253) as u8).collect();
-    let file = FakeFile {
-        filename: "acme_core-1.0.tar.gz".into(),
-        bytes: Bytes::from(bytes),
-        metadata: None,
-        requires_python: None,
-        yanked: None,
-        omit_hash: false,
-    };
+    let file = FakeFile::blob("acme_core-1.0", 4 * 1024 * 1024, 6);
     index.add("acme-core", file.clone());
     let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
     index.set_file_mode(FileMode::Slow(Duration::from_millis(5)));

@@ -22,22 +22,13 @@ async fn behind_public(extra: &str) -> (FakeIndex, FakeIndex, Pipgate) {
     (corp, public, pipgate)
 }
 
-fn filenames(answer: &support::Answer) -> Vec<String> {
-    answer.json()["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["filename"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 #[tokio::test]
 async fn gzip_pages_are_served_and_a_gzip_bomb_stops_at_the_cap() {
     let (corp, public, pipgate) = behind_public("[server]\nmax_page_bytes = 1048576\n").await;
     corp.set_page_mode(PageMode::Gzip);
     let page = get(&format!("{}acme-core/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
     assert_eq!(page.status, 200, "{}", page.text());
-    assert_eq!(filenames(&page), ["acme_core-1.0-py3-none-any.whl"]);
+    assert_eq!(page.filenames(), ["acme_core-1.0-py3-none-any.whl"]);
     let asked = corp.seen().into_iter().find(|s| s.path == "/simple/acme-core/").unwrap();
     assert_eq!(asked.headers["accept-encoding"], "gzip", "pages are asked for compressed");
 
@@ -60,7 +51,7 @@ async fn a_public_page_cannot_list_a_private_projects_file() {
     let planted = wheel::build("acme-core", "99.0", "attacker");
     public.add("six", planted.clone());
     let page = get(&format!("{}six/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
-    assert_eq!(filenames(&page), ["six-1.16.0-py3-none-any.whl"], "the foreign file is dropped");
+    assert_eq!(page.filenames(), ["six-1.16.0-py3-none-any.whl"], "the foreign file is dropped");
     let file = get(&format!("{}/files/six/{}", pipgate.base, planted.filename), &[]).await.unwrap();
     assert_eq!(file.status, 404, "{}", file.text());
     assert_eq!(public.count("/files/"), 0);

@@ -42,15 +42,6 @@ async fn page(pipgate: &Pipgate, project: &str) -> support::Answer {
     get(&format!("{}{project}/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap()
 }
 
-fn filenames(answer: &support::Answer) -> Vec<String> {
-    answer.json()["files"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["filename"].as_str().unwrap().to_owned())
-        .collect()
-}
-
 /// The value of the sample of `name` carrying every `label="value"` pair (0 when absent).
 async fn metric(pipgate: &Pipgate, name: &str, labels: &[(&str, &str)]) -> f64 {
     let text = get(&format!("{}/metrics", pipgate.base), &[]).await.unwrap().text();
@@ -81,7 +72,7 @@ async fn a_private_project_that_turns_404_is_held_then_fails_closed() {
     assert_eq!(held.status, 200, "{}", held.text());
     assert_eq!(held.header("x-pipgate-upstream"), "corp");
     assert_eq!(held.header("x-pipgate-stale"), "true");
-    assert_eq!(filenames(&held), ["acme_core-1.0-py3-none-any.whl"], "the old owner's page, whole");
+    assert_eq!(held.filenames(), ["acme_core-1.0-py3-none-any.whl"], "the old owner's page, whole");
 
     // Past max_stale the lookup fails closed, and says why and what to do.
     eventually("the stale window ended", || async { page(&pipgate, "acme-core").await.status != 200 }).await;
@@ -109,7 +100,7 @@ async fn a_private_project_that_turns_404_is_held_then_fails_closed() {
     // The project comes back privately: the hold ends.
     private.add("acme-core", wheel::build("acme-core", "1.1", "private"));
     eventually("the owner answers again", || async { page(&pipgate, "acme-core").await.status == 200 }).await;
-    assert_eq!(filenames(&page(&pipgate, "acme-core").await), ["acme_core-1.1-py3-none-any.whl"]);
+    assert_eq!(page(&pipgate, "acme-core").await.filenames(), ["acme_core-1.1-py3-none-any.whl"]);
     assert_eq!(metric(&pipgate, "pipgate_held_projects", &[("owner", "corp")]).await, 0.0);
 }
 
@@ -192,7 +183,7 @@ async fn a_move_to_a_higher_upstream_is_followed_at_once() {
     })
     .await;
     let answer = page(&pipgate, "six").await;
-    assert_eq!(filenames(&answer), ["six-2.0-py3-none-any.whl"]);
+    assert_eq!(answer.filenames(), ["six-2.0-py3-none-any.whl"]);
 }
 
 #[tokio::test]

@@ -17,18 +17,6 @@ use support::binary::RunningBinary;
 use support::fake_index::{FakeFile, FakeIndex, FileMode, PageMode};
 use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, wheel};
 
-fn blob(name: &str, size: usize, omit_hash: bool) -> FakeFile {
-    let bytes: Vec<u8> = (0..size as u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
-    FakeFile {
-        filename: format!("{name}.tar.gz"),
-        bytes: Bytes::from(bytes),
-        metadata: None,
-        requires_python: None,
-        yanked: None,
-        omit_hash,
-    }
-}
-
 /// The value of the sample of `name` carrying every `label="value"` pair (0 when absent).
 fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
     text.lines()
@@ -81,9 +69,9 @@ async fn the_admin_listener_serves_metrics_and_the_index_port_does_not() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exact_values_after_a_scripted_sequence() {
     let corp = FakeIndex::start().await;
-    let cached = blob("acme_core-1.0", 300_000, false);
-    let unhashed = blob("acme_core-1.1", 50_000, true);
-    let slow = blob("acme_core-1.2", 2_000_000, false);
+    let cached = FakeFile::blob("acme_core-1.0", 300_000, 1);
+    let unhashed = FakeFile::blob("acme_core-1.1", 50_000, 2).without_hash();
+    let slow = FakeFile::blob("acme_core-1.2", 2_000_000, 3);
     for file in [&cached, &unhashed, &slow] {
         corp.add("acme-core", file.clone());
     }
@@ -183,7 +171,7 @@ fn lines_of(log: &str, id: &str) -> Vec<serde_json::Value> {
 #[tokio::test]
 async fn every_log_line_of_a_request_carries_its_id() {
     let index = FakeIndex::start().await;
-    let file = blob("acme_core-1.0", 100_000, false);
+    let file = FakeFile::blob("acme_core-1.0", 100_000, 4);
     index.add("acme-core", file.clone());
     let config = format!("[[upstream]]\nname = \"corp\"\nurl = \"{}\"\n", index.url());
     let pipgate = RunningBinary::start(

@@ -48,15 +48,7 @@ async fn every_answer_carries_its_own_request_id() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn clients_that_hang_up_leave_nothing_in_flight() {
     let index = FakeIndex::start().await;
-    let bytes: Vec<u8> = (0..2 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
-    let file = FakeFile {
-        filename: "acme_core-1.0.tar.gz".into(),
-        bytes: Bytes::from(bytes),
-        metadata: None,
-        requires_python: None,
-        yanked: None,
-        omit_hash: false,
-    };
+    let file = FakeFile::blob("acme_core-1.0", 2 * 1024 * 1024, 5);
     index.add("acme-core", file.clone());
     let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
     get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap();

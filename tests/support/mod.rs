@@ -110,6 +110,16 @@ impl Answer {
         serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
+    /// The file names of a JSON project page.
+    pub fn filenames(&self) -> Vec<String> {
+        self.json()["files"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a JSON project page: {}", self.text()))
+            .iter()
+            .map(|f| f["filename"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
     pub fn header(&self, name: &str) -> &str {
         self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
     }
