@@ -11,7 +11,6 @@ mod support;
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use std::future::ready;
 use support::fake_index::{FakeFile, FakeIndex, FileMode};
 
