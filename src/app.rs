@@ -47,6 +47,8 @@ pub enum BuildError {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("{0}")]
     Tls(#[from] crate::server::tls::TlsError),
+    #[error("CA file {}: {reason}", file.display())]
+    CaFile { file: PathBuf, reason: String },
 }
 
 /// The request stack, outermost first. A request walks down it; its answer walks back up.
@@ -87,8 +89,16 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         .map(|u| u.name.as_str())
         .collect();
     metrics.initialize(&names, &token_upstreams);
+    let global_roots = match &config.egress.ca_file {
+        Some(file) => read_roots(file)?,
+        None => Vec::new(),
+    };
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for upstream in &config.upstreams {
+        let mut extra_roots = global_roots.clone();
+        if let Some(file) = &upstream.ca_file {
+            extra_roots.extend(read_roots(file)?);
+        }
         let credential = match &upstream.auth {
             Some(auth) => Some(
                 crate::auth::from_config(&upstream.name, auth, env, metrics.clone())
@@ -103,6 +113,7 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
             connect_timeout: upstream.connect_timeout,
             timeout: upstream.timeout,
             max_page_bytes: config.server.max_page_bytes,
+            extra_roots,
             metrics: metrics.clone(),
         })
         .map_err(|source| BuildError::Client { upstream: upstream.name.clone(), source })?;
@@ -157,6 +168,21 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         None => None,
     };
     Ok(State { index, metrics, fresh_cache_control, admin_token })
+}
+
+/// The CA certificates in a PEM file; an unreadable file or one without a certificate stops
+/// the start, naming the file.
+fn read_roots(file: &std::path::Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, BuildError> {
+    use rustls::pki_types::pem::PemObject;
+    let error = |reason: String| BuildError::CaFile { file: file.to_owned(), reason };
+    let roots: Vec<_> = rustls::pki_types::CertificateDer::pem_file_iter(file)
+        .map_err(|e| error(e.to_string()))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| error(e.to_string()))?;
+    if roots.is_empty() {
+        return Err(error("holds no PEM certificate".into()));
+    }
+    Ok(roots)
 }
 
 /// What decides ownership: the upstreams in order and the routes. Pages stored on disk under

@@ -186,6 +186,14 @@ async fn every_log_line_of_a_request_carries_its_id() {
     assert_eq!(fetched.header("x-request-id"), "ci-job-7.step-3", "a trusted id is kept");
     let hit = get(&url, &[("x-request-id", "not a token")]).await.unwrap();
     assert_ne!(hit.header("x-request-id"), "not a token", "an id that is no plain token is replaced");
+    // The fill logs "file cached" when it commits, which may be just after the last byte.
+    eventually("the fill's line was written", || {
+        let fill_logged = lines_of(&pipgate.log_so_far(), "ci-job-7.step-3")
+            .iter()
+            .any(|l| l["fields"]["message"] == "file cached");
+        std::future::ready(fill_logged)
+    })
+    .await;
     let log = pipgate.stop().await;
 
     let of_page = lines_of(&log, &page_id);

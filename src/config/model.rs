@@ -30,6 +30,18 @@ pub struct Config {
     pub ownership: OwnershipConfig,
     #[serde(default)]
     pub admin: AdminConfig,
+    #[serde(default)]
+    pub egress: EgressConfig,
+}
+
+/// `[egress]`: how pipgate reaches its upstreams.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EgressConfig {
+    /// PEM file of CA certificates trusted for every upstream on top of the platform's roots
+    /// (a TLS-inspecting proxy's CA). Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
 }
 
 /// `[ownership]`: owner memory, feed health and shadow detection.
@@ -289,6 +301,10 @@ pub struct UpstreamConfig {
     /// Deadline for an index page, and for the headers and each read of a file. Default `30s`.
     #[serde(default = "default_timeout", with = "duration")]
     pub timeout: Duration,
+    /// PEM file of CA certificates trusted for this upstream, on top of `egress.ca_file` and
+    /// the platform's roots. Default: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<PathBuf>,
     /// Keep the names this upstream has owned from moving to a lower upstream. Default `true`.
     #[serde(default = "default_true")]
     pub hold: bool,

@@ -1,5 +1,6 @@
 //! The HTTP client under every upstream: hyper over rustls (aws-lc-rs), HTTP/1 and HTTP/2,
-//! with connection pooling and the system's trusted roots (`SSL_CERT_FILE` is honoured).
+//! with connection pooling and the system's trusted roots (`SSL_CERT_FILE` is honoured), plus
+//! any extra CA certificates the config names (a TLS-inspecting corporate proxy's).
 
 use std::time::Duration;
 
@@ -11,6 +12,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls::pki_types::CertificateDer;
 
 use super::UpstreamError;
 
@@ -20,15 +22,32 @@ pub struct HttpClient {
 }
 
 impl HttpClient {
-    pub fn new(connect_timeout: Duration) -> Result<Self, UpstreamError> {
+    /// `extra_roots` are trusted on top of the platform's roots.
+    pub fn new(
+        connect_timeout: Duration,
+        extra_roots: &[CertificateDer<'static>],
+    ) -> Result<Self, UpstreamError> {
         install_crypto_provider();
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(connect_timeout));
+        let mut roots = rustls::RootCertStore::empty();
+        // Unreadable platform certificates are skipped, as hyper-rustls' own loader does.
+        let (platform, _skipped) =
+            roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        for root in extra_roots {
+            roots
+                .add(root.clone())
+                .map_err(|e| UpstreamError::Connect(format!("an extra CA certificate is unusable: {e}")))?;
+        }
+        if platform + extra_roots.len() == 0 {
+            return Err(UpstreamError::Connect("no trusted root certificates".into()));
+        }
+        // No ALPN here: the connector sets it (and refuses a config that has it already).
+        let tls = rustls::ClientConfig::builder().with_root_certificates(roots).with_no_client_auth();
         let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_native_roots()
-            .map_err(|e| UpstreamError::Connect(format!("no trusted root certificates: {e}")))?
+            .with_tls_config(tls)
             .https_or_http()
             .enable_http1()
             .enable_http2()

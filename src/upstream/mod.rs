@@ -69,6 +69,8 @@ pub struct UpstreamSettings {
     pub connect_timeout: Duration,
     pub timeout: Duration,
     pub max_page_bytes: u64,
+    /// CA certificates trusted on top of the platform's (`egress.ca_file`, `upstream[].ca_file`).
+    pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -83,7 +85,7 @@ enum Purpose {
 
 impl Upstream {
     pub fn new(settings: UpstreamSettings) -> Result<Self, UpstreamError> {
-        let client = HttpClient::new(settings.connect_timeout)?;
+        let client = HttpClient::new(settings.connect_timeout, &settings.extra_roots)?;
         let name_header = HeaderValue::from_str(&settings.name)
             .map_err(|_| UpstreamError::Connect("the upstream name is not a valid header value".into()))?;
         Ok(Upstream {

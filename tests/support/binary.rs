@@ -66,6 +66,11 @@ impl RunningBinary {
         panic!("pipgate did not become ready");
     }
 
+    /// Everything it has printed so far.
+    pub fn log_so_far(&self) -> String {
+        std::fs::read_to_string(self.log.path()).unwrap_or_default()
+    }
+
     /// Stops it with SIGTERM and returns everything it printed.
     pub async fn stop(mut self) -> String {
         let pid = self.child.id().unwrap();
