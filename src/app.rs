@@ -32,7 +32,7 @@ use crate::resolve::{OwnerMemory, Resolver, ResolverSettings, Route};
 use crate::server::tls::TlsFiles;
 use crate::server::{HttpService, Limits, Server};
 use crate::state::State;
-use crate::upstream::{Upstream, UpstreamError, UpstreamSettings};
+use crate::upstream::{Egress, Upstream, UpstreamError, UpstreamSettings};
 
 /// pipgate could not be built from a config that loaded.
 #[derive(Debug, thiserror::Error)]
@@ -93,6 +93,10 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         Some(file) => read_roots(file)?,
         None => Vec::new(),
     };
+    let egress = Egress::from_env(env);
+    if egress.is_some() {
+        tracing::info!("upstream connections follow HTTPS_PROXY, HTTP_PROXY and NO_PROXY");
+    }
     let mut upstreams = Vec::with_capacity(config.upstreams.len());
     for upstream in &config.upstreams {
         let mut extra_roots = global_roots.clone();
@@ -114,6 +118,7 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
             timeout: upstream.timeout,
             max_page_bytes: config.server.max_page_bytes,
             extra_roots,
+            egress: egress.clone(),
             metrics: metrics.clone(),
         })
         .map_err(|source| BuildError::Client { upstream: upstream.name.clone(), source })?;

@@ -15,17 +15,20 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::pki_types::CertificateDer;
 
 use super::UpstreamError;
+use super::egress::{Egress, EgressConnector};
 
 #[derive(Clone, Debug)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Empty<Bytes>>,
+    inner: Client<HttpsConnector<EgressConnector>, Empty<Bytes>>,
 }
 
 impl HttpClient {
-    /// `extra_roots` are trusted on top of the platform's roots.
+    /// `extra_roots` are trusted on top of the platform's roots; `egress` routes connections
+    /// through a proxy.
     pub fn new(
         connect_timeout: Duration,
         extra_roots: &[CertificateDer<'static>],
+        egress: Option<Egress>,
     ) -> Result<Self, UpstreamError> {
         install_crypto_provider();
         let mut http = HttpConnector::new();
@@ -51,7 +54,7 @@ impl HttpClient {
             .https_or_http()
             .enable_http1()
             .enable_http2()
-            .wrap_connector(http);
+            .wrap_connector(EgressConnector::new(http, egress));
         let inner = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -9,11 +9,13 @@
 
 mod body;
 mod client;
+mod egress;
 mod error;
 mod page;
 
 pub use body::{Expected, VerifiedBody};
 pub use client::HttpClient;
+pub use egress::Egress;
 pub use error::UpstreamError;
 pub use page::{PageAnswer, Validators};
 
@@ -71,6 +73,8 @@ pub struct UpstreamSettings {
     pub max_page_bytes: u64,
     /// CA certificates trusted on top of the platform's (`egress.ca_file`, `upstream[].ca_file`).
     pub extra_roots: Vec<rustls::pki_types::CertificateDer<'static>>,
+    /// The proxy rules (`HTTPS_PROXY` and friends), if any.
+    pub egress: Option<Egress>,
     pub metrics: Arc<Metrics>,
 }
 
@@ -85,7 +89,8 @@ enum Purpose {
 
 impl Upstream {
     pub fn new(settings: UpstreamSettings) -> Result<Self, UpstreamError> {
-        let client = HttpClient::new(settings.connect_timeout, &settings.extra_roots)?;
+        let client =
+            HttpClient::new(settings.connect_timeout, &settings.extra_roots, settings.egress.clone())?;
         let name_header = HeaderValue::from_str(&settings.name)
             .map_err(|_| UpstreamError::Connect("the upstream name is not a valid header value".into()))?;
         Ok(Upstream {
