@@ -52,12 +52,18 @@ pub enum BuildError {
 }
 
 /// The request stack, outermost first. A request walks down it; its answer walks back up.
-/// `surface` says which paths this listener serves (all, or the index or admin half).
-pub fn service(state: Arc<State>, config: &Config, surface: Surface) -> HttpService {
+/// `surface` says which paths this listener serves (all, or the index or admin half); `slots`
+/// is the concurrency limit, shared by the listeners that serve the index.
+pub fn service(
+    state: Arc<State>,
+    config: &Config,
+    surface: Surface,
+    slots: &ConcurrencyLimitLayer,
+) -> HttpService {
     let server = &config.server;
     let stack = ServiceBuilder::new()
-        // Outermost, so every log line below carries the request id, and the access line and
-        // the `X-Request-Id` header see the final answer.
+        // Outermost, so every log line below (the access line included) carries the request
+        // id, and `X-Request-Id` is set on the final answer.
         .layer(TraceLayer::new(server.trust_request_id))
         // Counts every answer (errors included, with their real status, since the rescue is
         // below), holds the in-flight gauge until the body is sent or dropped, and then writes
@@ -70,7 +76,7 @@ pub fn service(state: Arc<State>, config: &Config, surface: Surface) -> HttpServ
         .layer(TimeoutLayer::new(server.request_timeout))
         // Bounds the work in flight: requests past the limit wait for a slot instead of
         // opening ever more upstream connections and buffers (I6).
-        .layer(ConcurrencyLimitLayer::new(server.max_concurrent_requests))
+        .layer(slots.clone())
         // Client identity (authentication and read policy) will sit here, under the limit and
         // above the router, so a refused client costs no slot for long and reaches no handler.
         .service(Router::new(state, surface, server.max_url_bytes));
@@ -255,29 +261,25 @@ pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, Bu
     };
     // Without an admin listener, every listener serves everything.
     let index_surface = if server.admin_listen.is_some() { Surface::Index } else { Surface::All };
-    let index = Server::spawn(
-        bind(server.listen).await?,
-        service(state.clone(), config, index_surface),
-        limits,
-        None,
-    );
+    // The plain and TLS listeners share one limit; the admin listener has its own, so metrics
+    // can still be scraped while the index is saturated.
+    let slots = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
+    let index_service = || service(state.clone(), config, index_surface, &slots);
+    let index = Server::spawn(bind(server.listen).await?, index_service(), limits, None);
     let tls = match &server.tls {
         Some(tls) => {
             let files = TlsFiles { cert: tls.cert.clone(), key: tls.key.clone() };
             let acceptor = crate::server::tls::acceptor(files, state.metrics.clone())?;
             let listener = bind(tls.listen).await?;
-            Some(Server::spawn(
-                listener,
-                service(state.clone(), config, index_surface),
-                limits,
-                Some(acceptor),
-            ))
+            Some(Server::spawn(listener, index_service(), limits, Some(acceptor)))
         }
         None => None,
     };
     let admin = match server.admin_listen {
         Some(addr) => {
-            Some(Server::spawn(bind(addr).await?, service(state, config, Surface::Admin), limits, None))
+            let own = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
+            let admin_service = service(state.clone(), config, Surface::Admin, &own);
+            Some(Server::spawn(bind(addr).await?, admin_service, limits, None))
         }
         None => None,
     };
