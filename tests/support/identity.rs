@@ -12,7 +12,6 @@ use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use super::fake_index::TokenBook;
 
@@ -55,17 +54,7 @@ impl IdentityEndpoint {
                     let service = hyper::service::service_fn(move |req| {
                         answer(req, book.clone(), behaviour.clone(), lifetime.clone(), secret.clone())
                     });
-                    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
-                    match tls {
-                        Some(acceptor) => {
-                            if let Ok(stream) = acceptor.accept(stream).await {
-                                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                            }
-                        }
-                        None => {
-                            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
-                        }
-                    }
+                    super::tls::serve_connection(stream, tls, service).await;
                 });
             }
         });

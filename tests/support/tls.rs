@@ -34,3 +34,33 @@ pub fn test_ca() -> TestCa {
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     TestCa { ca_file, acceptor: tokio_rustls::TlsAcceptor::from(Arc::new(config)) }
 }
+
+/// Serves one accepted connection with `service`, over TLS when `tls` is given (a failed
+/// handshake just ends the connection), as the fake endpoints do.
+pub async fn serve_connection<S, B>(
+    stream: tokio::net::TcpStream,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    service: S,
+) where
+    S: hyper::service::Service<hyper::Request<hyper::body::Incoming>, Response = hyper::Response<B>>
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    match tls {
+        Some(acceptor) => {
+            if let Ok(stream) = acceptor.accept(stream).await {
+                let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+            }
+        }
+        None => {
+            let _ = builder.serve_connection(TokioIo::new(stream), service).await;
+        }
+    }
+}
