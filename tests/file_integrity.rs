@@ -79,3 +79,26 @@ async fn corrupt_short_and_reset_downloads_fail_and_cache_nothing() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_file_url_no_request_can_carry_fails_that_file_and_wedges_nothing() {
+    let index = FakeIndex::start().await;
+    let file = FakeFile::from(wheel::build("acme-core", "1.0", "private"));
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(
+        &config_for(&[("corp", &index.url())], "[cache]\nindex_ttl = \"0s\"\nmax_stale = \"0s\"\n"),
+        Default::default(),
+    )
+    .await;
+    let url = format!("{}/files/acme-core/{}", pipgate.base, file.filename);
+    for listed in ["data:text/plain,hello", "file:///etc/passwd"] {
+        index.set_file_url(&file.filename, Some(listed));
+        let answer = get(&url, &[]).await.unwrap();
+        assert_eq!(answer.status, 502, "{listed}: {}", answer.text());
+        assert!(answer.text().contains("listed or redirected to an unusable URL"), "{}", answer.text());
+    }
+    // The upstream fixes its page: the same file downloads, nothing was left behind.
+    index.set_file_url(&file.filename, None);
+    let answer = get(&url, &[]).await.unwrap();
+    assert_eq!(answer.body, file.bytes);
+}

@@ -28,6 +28,8 @@ pub enum UpstreamError {
     CrossOriginRedirect(String),
     #[error("redirected from https to plain http, which pipgate refuses")]
     InsecureRedirect,
+    #[error("listed or redirected to an unusable URL ({0})")]
+    UnsupportedUrl(String),
     #[error("sent a redirect without a usable Location")]
     BadRedirect,
     #[error("redirected more than {0} times")]
@@ -58,6 +60,7 @@ impl UpstreamError {
             UpstreamError::Throttled { .. } => "throttled",
             UpstreamError::CrossOriginRedirect(_)
             | UpstreamError::InsecureRedirect
+            | UpstreamError::UnsupportedUrl(_)
             | UpstreamError::BadRedirect
             | UpstreamError::TooManyRedirects(_) => "redirect",
             UpstreamError::WrongContentType(_)

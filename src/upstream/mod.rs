@@ -172,7 +172,7 @@ impl Upstream {
     ) -> Result<Response<VerifiedBody>, UpstreamError> {
         let started = std::time::Instant::now();
         let result = async {
-            let url = Url::parse(url).map_err(|_| UpstreamError::BadRedirect)?;
+            let url = Url::parse(url).map_err(|_| UpstreamError::UnsupportedUrl("not a URL".into()))?;
             let (response, _) =
                 tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File, None))
                     .await
@@ -203,13 +203,18 @@ impl Upstream {
         let mut redirects = 0;
         loop {
             self.check_throttle()?;
+            // URLs come from upstream pages and redirects: anything but http(s), or anything an
+            // HTTP request cannot carry, is an error for this file, never a panic.
+            if !matches!(url.scheme(), "http" | "https") {
+                return Err(UpstreamError::UnsupportedUrl(format!("scheme {:?}", url.scheme())));
+            }
             let with_credential = self.credential.as_ref().filter(|_| same_origin(&url, &self.base));
             let mut request = Request::get(url.as_str())
                 .header(header::USER_AGENT, USER_AGENT)
                 .header(header::ACCEPT, accept)
                 .header(AZURE_SUPPRESS_REDIRECT.0, AZURE_SUPPRESS_REDIRECT.1)
                 .body(Empty::<Bytes>::new())
-                .expect("a parsed URL makes a valid request");
+                .map_err(|_| UpstreamError::UnsupportedUrl("a URL no HTTP request can carry".into()))?;
             if let Some(credential) = with_credential {
                 request.headers_mut().insert(header::AUTHORIZATION, credential.authorization().await?);
             }

@@ -137,6 +137,8 @@ struct State {
     root_status: Option<u16>,
     /// PEP 708 `tracks` per project.
     tracks: BTreeMap<String, Vec<String>>,
+    /// File name → the URL its JSON page entry gives instead of `../../files/{name}`.
+    file_urls: BTreeMap<String, String>,
 }
 
 #[derive(Clone)]
@@ -197,6 +199,16 @@ impl FakeIndex {
     /// The root (`/simple/`) answers `status` (with an empty body), or the list again (`None`).
     pub fn set_root_status(&self, status: Option<u16>) {
         self.state.lock().unwrap().root_status = status;
+    }
+
+    /// The JSON page lists `filename` under `url` (anything, as a broken or hostile upstream
+    /// might), or under its own path again with `None`.
+    pub fn set_file_url(&self, filename: &str, url: Option<&str>) {
+        let mut state = self.state.lock().unwrap();
+        match url {
+            Some(url) => state.file_urls.insert(filename.to_owned(), url.to_owned()),
+            None => state.file_urls.remove(filename),
+        };
     }
 
     /// `project`'s JSON page declares it tracks these project URLs (PEP 708).
@@ -368,12 +380,14 @@ async fn answer(
         html.push_str("</body></html>");
         return Ok(full(200, "text/html; charset=utf-8", html));
     }
+    let file_urls = state.lock().unwrap().file_urls.clone();
     let files: Vec<_> = files
         .iter()
         .map(|f| {
+            let url = file_urls.get(&f.filename).cloned().unwrap_or_else(|| format!("../../files/{}", f.filename));
             let mut entry = serde_json::json!({
                 "filename": f.filename,
-                "url": format!("../../files/{}", f.filename),
+                "url": url,
                 "hashes": if f.omit_hash { serde_json::json!({}) } else { serde_json::json!({"sha256": sha256_hex(&f.bytes)}) },
                 "size": f.bytes.len(),
                 "upload-time": "2025-01-02T03:04:05.000000Z",

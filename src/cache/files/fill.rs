@@ -76,7 +76,8 @@ impl Fill {
         let fill = Arc::new(Fill { file: file.clone(), state });
         // The fill logs under the request that started it.
         let fill_task = async move {
-            let task = FillTask { store, sha256, upstream, file, temp_path, sender };
+            let ended = std::sync::atomic::AtomicBool::new(false);
+            let task = FillTask { store, sha256, upstream, file, temp_path, sender, ended };
             task.run(url, expected).await;
         };
         tokio::spawn(tracing::Instrument::in_current_span(fill_task));
@@ -91,6 +92,19 @@ struct FillTask {
     file: Arc<File>,
     temp_path: PathBuf,
     sender: watch::Sender<FillState>,
+    /// Set once the fill has ended (committed or failed) and said so.
+    ended: std::sync::atomic::AtomicBool,
+}
+
+/// However the task ends without saying so (a panic, the runtime shutting down), the fill
+/// leaves the fill map and its readers see a failure: a dead fill must not hold its file's
+/// entry until a restart.
+impl Drop for FillTask {
+    fn drop(&mut self) {
+        if !self.ended.load(std::sync::atomic::Ordering::Relaxed) {
+            self.fail(FillError::Stream("the fill stopped unexpectedly".into()));
+        }
+    }
 }
 
 impl FillTask {
@@ -111,6 +125,7 @@ impl FillTask {
                 match committed {
                     Ok(()) => {
                         tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.sha256, size, "file cached");
+                        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
                         self.store.end_fill(&self.sha256);
                         self.sender.send_modify(|s| s.phase = Phase::Done);
                     }
@@ -122,6 +137,7 @@ impl FillTask {
     }
 
     fn fail(&self, error: FillError) {
+        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
         if let FillError::Io(message) = &error {
             self.store.degrade(message);
         }
