@@ -26,8 +26,9 @@ pub enum ServeError {
     FileNotListed { project: ProjectName, filename: String, upstream: String },
     #[error("not found")]
     NotFound,
-    #[error("method not allowed; use GET or HEAD")]
-    MethodNotAllowed,
+    /// The method is not served here; the value lists those that are (`Allow`).
+    #[error("method not allowed; use {0}")]
+    MethodNotAllowed(&'static str),
     #[error("{0}")]
     Upstream(#[from] ResolveError),
     /// A download failed after pipgate had taken it on (broken off, wrong bytes, disk error).
@@ -82,7 +83,7 @@ impl ServeError {
             ServeError::AdminOff => StatusCode::FORBIDDEN,
             ServeError::UriTooLong(_) => StatusCode::URI_TOO_LONG,
             ServeError::AdminUnauthorized => StatusCode::UNAUTHORIZED,
-            ServeError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ServeError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ServeError::Upstream(e) => match e {
                 ResolveError::Upstream { error, .. } => match **error {
                     UpstreamError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
@@ -113,8 +114,8 @@ impl ServeError {
         }
         let mut builder =
             Response::builder().status(status).header(header::CONTENT_TYPE, "text/plain; charset=utf-8");
-        if let ServeError::MethodNotAllowed = self {
-            builder = builder.header(header::ALLOW, "GET, HEAD");
+        if let ServeError::MethodNotAllowed(allowed) = self {
+            builder = builder.header(header::ALLOW, allowed.replace(" or ", ", "));
         }
         if let ServeError::Upstream(ResolveError::Upstream { error, .. }) = &self {
             if let UpstreamError::Throttled { retry_after: Some(seconds) } = **error {

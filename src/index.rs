@@ -11,7 +11,7 @@ use http::Response;
 use crate::cache::entry::CachedProject;
 use crate::cache::files::{FileStore, Fill, Lookup, is_sha256};
 use crate::cache::rendered::Rendered;
-use crate::cache::{PageCache, RootCache};
+use crate::cache::{CacheResult, PageCache, RootCache};
 use crate::error::ServeError;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
@@ -23,10 +23,9 @@ use crate::upstream::{Expected, Upstream, VerifiedBody};
 #[derive(Debug)]
 pub struct ProjectAnswer {
     pub project: Arc<CachedProject>,
-    /// Past its freshness (stale-while-revalidate or stale-on-error).
-    pub stale: bool,
-    /// `hit`, `stale`, `miss` or `revalidated`.
-    pub cache: &'static str,
+    /// How the cache answered; `Stale` is past its freshness (stale-while-revalidate or
+    /// stale-on-error).
+    pub cache: CacheResult,
     pub owner: Arc<Upstream>,
 }
 
@@ -71,22 +70,28 @@ impl Index {
         project: &ProjectName,
         client_forces: bool,
     ) -> Result<ProjectAnswer, ServeError> {
+        let answer = self.lookup(project, client_forces).await?;
+        // Counted here, for page requests only (a file request looks the page up too).
+        self.pages.resolver().served(project, answer.project.owner);
+        Ok(answer)
+    }
+
+    /// The page of `project` from its owner, for a page or a file request.
+    async fn lookup(&self, project: &ProjectName, client_forces: bool) -> Result<ProjectAnswer, ServeError> {
         let served = self
             .pages
             .get(project, client_forces)
             .await?
             .ok_or_else(|| ServeError::ProjectNotFound(project.clone()))?;
-        let resolver = self.pages.resolver();
-        resolver.served(project, served.project.owner);
-        let owner = resolver.upstream(served.project.owner).clone();
-        Ok(ProjectAnswer { project: served.project, stale: served.stale, cache: served.cache, owner })
+        let owner = self.pages.resolver().upstream(served.project.owner).clone();
+        Ok(ProjectAnswer { project: served.project, cache: served.cache, owner })
     }
 
     /// The file `filename` as the owner of `project` lists it, or the PEP 658 metadata of a
     /// listed file that offers it. The project goes through the owner rule again (a page-cache
     /// hit), so a file can only come from the upstream that owns the project (I8).
     pub async fn file(&self, project: &ProjectName, filename: &str) -> Result<ListedFile, ServeError> {
-        let answer = self.page(project, false).await?;
+        let answer = self.lookup(project, false).await?;
         locate(filename, &answer.project, answer.owner.clone()).ok_or_else(|| ServeError::FileNotListed {
             project: project.clone(),
             filename: filename.to_owned(),
@@ -115,7 +120,8 @@ impl Index {
     }
 
     /// Sets the gauges that describe the caches now (at scrape time: cheap, and exact then).
-    pub fn record_gauges(&self, metrics: &Metrics) {
+    pub fn record_gauges(&self) {
+        let metrics = &self.metrics;
         let (page_bytes, pages) = self.pages.usage();
         let (file_bytes, files, fills) = self.files.usage();
         for (cache, bytes, entries) in [("index", page_bytes, pages), ("file", file_bytes, files)] {

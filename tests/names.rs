@@ -142,7 +142,8 @@ async fn an_operator_releases_a_name_through_the_admin_endpoint() {
         assert_eq!(refused.status, 401, "{token:?}");
         assert_eq!(refused.header("www-authenticate"), "Bearer realm=\"pipgate-admin\"");
     }
-    assert_eq!(admin(&pipgate, "GET", "release/acme-core", Some(ADMIN)).await.status, 405);
+    let wrong_method = admin(&pipgate, "GET", "release/acme-core", Some(ADMIN)).await;
+    assert_eq!((wrong_method.status.as_u16(), wrong_method.header("allow")), (405, "POST"));
     let released = admin(&pipgate, "POST", "release/acme-core", Some(ADMIN)).await;
     assert_eq!(released.status, 200, "{}", released.text());
     assert_eq!(released.json()["released_from"], "corp");
@@ -266,6 +267,11 @@ async fn shadowed_names_are_counted_listed_and_dropped_when_the_shadow_goes() {
     for _ in 0..3 {
         assert_eq!(page(&pipgate, "acme-core").await.header("x-pipgate-upstream"), "corp");
     }
+    assert_eq!(metric(&pipgate, "pipgate_shadow_kept_total", &kept).await, before + 3.0);
+    // A download looks the page up too, but is no page request.
+    let wheel = wheel::build("acme-core", "1.0", "private");
+    let file = get(&format!("{}/files/acme-core/{}", pipgate.base, wheel.filename), &[]).await.unwrap();
+    assert_eq!(file.status, 200);
     assert_eq!(metric(&pipgate, "pipgate_shadow_kept_total", &kept).await, before + 3.0);
 
     // The public project goes away: the periodic re-check notices.

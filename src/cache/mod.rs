@@ -14,5 +14,5 @@ pub mod pages;
 pub mod rendered;
 pub mod root;
 
-pub use pages::{Freshness, PageCache};
+pub use pages::{CacheResult, Freshness, PageCache};
 pub use root::RootCache;

@@ -32,9 +32,31 @@ use crate::resolve::{Resolution, ResolveError, Resolver};
 #[derive(Debug, Clone)]
 pub struct Served {
     pub project: Arc<CachedProject>,
-    pub stale: bool,
-    /// How the cache answered: `hit`, `stale`, `miss` or `revalidated` (`X-Pipgate-Cache`).
-    pub cache: &'static str,
+    pub cache: CacheResult,
+}
+
+/// How the page cache answered a request (`X-Pipgate-Cache`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CacheResult {
+    /// Fresh from memory or disk.
+    Hit,
+    /// Past its freshness: served while a refresh runs, or while the owner fails.
+    Stale,
+    /// Fetched from the owner now.
+    Miss,
+    /// The owner confirmed the kept page (304).
+    Revalidated,
+}
+
+impl CacheResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CacheResult::Hit => "hit",
+            CacheResult::Stale => "stale",
+            CacheResult::Miss => "miss",
+            CacheResult::Revalidated => "revalidated",
+        }
+    }
 }
 
 /// The shared result of one refresh.
@@ -101,14 +123,14 @@ impl PageCache {
                         self.start_refresh(project, Some(cached.clone()));
                     }
                     self.count("hit");
-                    return Ok(Some(Served { project: cached, stale: false, cache: "hit" }));
+                    return Ok(Some(Served { project: cached, cache: CacheResult::Hit }));
                 }
                 if age < f.index_ttl + f.max_stale {
                     if cached.claim_refresh(now, f.revalidate_interval) {
                         self.start_refresh(project, Some(cached.clone()));
                     }
                     self.count("stale");
-                    return Ok(Some(Served { project: cached, stale: true, cache: "stale" }));
+                    return Ok(Some(Served { project: cached, cache: CacheResult::Stale }));
                 }
                 self.count("miss");
                 self.refresh(project, Some(cached)).await
@@ -222,7 +244,7 @@ impl PageCache {
                 let cached = Arc::new(cached);
                 self.resolver.owned(project, owner, &cached.page);
                 self.store(project, &cached, true);
-                Ok(Some(Served { project: cached, stale: false, cache: "miss" }))
+                Ok(Some(Served { project: cached, cache: CacheResult::Miss }))
             }
             Ok(Resolution::Unchanged { owner }) => {
                 let Some(previous) = previous.filter(|p| p.owner == owner) else {
@@ -232,7 +254,7 @@ impl PageCache {
                 self.resolver.owned(project, owner, &previous.page);
                 let cached = Arc::new(previous.confirmed(now));
                 self.store(project, &cached, false);
-                Ok(Some(Served { project: cached, stale: false, cache: "revalidated" }))
+                Ok(Some(Served { project: cached, cache: CacheResult::Revalidated }))
             }
             Ok(Resolution::NotFound) => {
                 self.memory.insert(project.clone(), Entry::Missing { at: now });
@@ -243,7 +265,7 @@ impl PageCache {
                 match previous.filter(|p| p.age(now) < f.index_ttl + f.max_stale) {
                     Some(previous) => {
                         tracing::warn!(%project, error = %error, "serving the last good page while the upstream fails");
-                        Ok(Some(Served { project: previous, stale: true, cache: "stale" }))
+                        Ok(Some(Served { project: previous, cache: CacheResult::Stale }))
                     }
                     None => {
                         self.metrics.fail_closed.with_label_values(&[error.upstream()]).inc();

@@ -17,25 +17,26 @@ use crate::state::State;
 
 pub async fn route(state: &State, request: &Parts, rest: &str) -> Result<Response<ResponseBody>, ServeError> {
     authorize(state, request)?;
-    match (&request.method, rest.split_once('/')) {
-        (&Method::POST, Some(("release", project))) => {
-            let project = ProjectName::new(project.trim_end_matches('/'))?;
-            let owned = state.index.release(&project).await?;
-            let body = serde_json::json!({
-                "project": project.as_str(),
-                "released_from": owned.upstream,
-                "owned_since": humantime::format_rfc3339_seconds(owned.since).to_string(),
-            });
-            Ok(json(body))
+    let read = request.method == Method::GET || request.method == Method::HEAD;
+    if rest == "shadowed" {
+        if !read {
+            return Err(ServeError::MethodNotAllowed("GET or HEAD"));
         }
-        (&Method::GET | &Method::HEAD, None) if rest == "shadowed" => {
-            Ok(json(serde_json::to_value(state.index.shadowed()).expect("the list serializes")))
-        }
-        (_, Some(("release", _))) | (_, None) if rest == "shadowed" || rest.starts_with("release/") => {
-            Err(ServeError::MethodNotAllowed)
-        }
-        _ => Err(ServeError::NotFound),
+        return Ok(json(serde_json::to_value(state.index.shadowed()).expect("the list serializes")));
     }
+    let Some(project) = rest.strip_prefix("release/") else {
+        return Err(ServeError::NotFound);
+    };
+    if request.method != Method::POST {
+        return Err(ServeError::MethodNotAllowed("POST"));
+    }
+    let project = ProjectName::new(project.trim_end_matches('/'))?;
+    let owned = state.index.release(&project).await?;
+    Ok(json(serde_json::json!({
+        "project": project.as_str(),
+        "released_from": owned.upstream,
+        "owned_since": humantime::format_rfc3339_seconds(owned.since).to_string(),
+    })))
 }
 
 /// The request carries the admin token (compared in constant time).

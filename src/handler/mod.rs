@@ -108,14 +108,14 @@ async fn route(
         };
     }
     if request.method != Method::GET && request.method != Method::HEAD {
-        return Err(ServeError::MethodNotAllowed);
+        return Err(ServeError::MethodNotAllowed("GET or HEAD"));
     }
     match path {
         // Liveness never depends on an upstream or on Azure.
         "/healthz" => return Ok(text(StatusCode::OK, "ok\n".into())),
         "/readyz" => return Ok(readiness(state)),
         "/metrics" if surface.serves_admin() => {
-            state.index.record_gauges(&state.metrics);
+            state.index.record_gauges();
             return Ok(Response::builder()
                 .status(StatusCode::OK)
                 .header(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")

@@ -6,6 +6,7 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 use super::conditional::{accepts_gzip, not_modified};
 use super::{CACHE_HEADER, STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
 use crate::body::{ResponseBody, empty, full};
+use crate::cache::CacheResult;
 use crate::cache::rendered::Variant;
 use crate::error::ServeError;
 use crate::pypi::{MediaType, ProjectName, negotiate};
@@ -49,11 +50,17 @@ pub async fn project(
     let answer = state.index.page(&name, forces).await?;
     let gzip = accepts_gzip(&request.headers);
     let variant = answer.project.rendered.variant(media_type, gzip);
-    let mut response =
-        page_response(&request.headers, media_type, gzip, variant, answer.stale, &state.fresh_cache_control);
+    let mut response = page_response(
+        &request.headers,
+        media_type,
+        gzip,
+        variant,
+        answer.cache == CacheResult::Stale,
+        &state.fresh_cache_control,
+    );
     let headers = response.headers_mut();
     headers.insert(UPSTREAM_HEADER, answer.owner.name_header().clone());
-    headers.insert(CACHE_HEADER, HeaderValue::from_static(answer.cache));
+    headers.insert(CACHE_HEADER, HeaderValue::from_static(answer.cache.as_str()));
     Ok(response)
 }
 

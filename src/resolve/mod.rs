@@ -131,8 +131,8 @@ pub struct Resolver {
     owners: OwnerMemory,
     hold: Vec<bool>,
     releases: Vec<String>,
-    /// Names held now: owner and lower upstream, so each hold is logged and counted once.
-    held: Mutex<HashMap<ProjectName, (usize, usize)>>,
+    /// Names held now, with their owner, so each hold is logged and counted once.
+    held: Mutex<HashMap<ProjectName, usize>>,
     health: Health,
     /// `None` when shadow checks are off.
     shadows: Option<Shadows>,
@@ -257,13 +257,14 @@ impl Resolver {
             self.metrics.owner_releases.with_label_values(&[self.upstreams[was].name(), "config"]).inc();
         }
         self.end_hold(project);
-        if remembered == Some(owner) {
+        // Only owners with a lower upstream below them can lose a name to it: a name owned by
+        // the last upstream is remembered by nobody (and most lookups are of such names).
+        let is_last = owner + 1 == self.upstreams.len();
+        if remembered == Some(owner) || (is_last && remembered.is_none()) {
             return Ok(());
         }
-        // Only owners with a lower upstream below them can lose a name to it.
         let owners = self.owners.clone();
         let project = project.clone();
-        let is_last = owner + 1 == self.upstreams.len();
         let name = self.upstreams[owner].name().to_owned();
         let _ = tokio::task::spawn_blocking(move || {
             if is_last {
@@ -278,7 +279,7 @@ impl Resolver {
 
     fn start_hold(&self, project: &ProjectName, owner: usize, lower: usize) {
         let mut held = self.held.lock().expect("held lock");
-        if held.insert(project.clone(), (owner, lower)).is_none() {
+        if held.insert(project.clone(), owner).is_none() {
             let (owner, lower) = (self.upstreams[owner].name(), self.upstreams[lower].name());
             tracing::warn!(%project, owner, lower, "holding a project on its upstream: it left the owner and a lower upstream has it");
             self.metrics.owner_holds.with_label_values(&[owner, lower]).inc();
@@ -287,7 +288,7 @@ impl Resolver {
     }
 
     fn end_hold(&self, project: &ProjectName) {
-        if let Some((owner, _)) = self.held.lock().expect("held lock").remove(project) {
+        if let Some(owner) = self.held.lock().expect("held lock").remove(project) {
             let owner = self.upstreams[owner].name();
             tracing::info!(%project, owner, "a held project resolves again");
             self.metrics.held_projects.with_label_values(&[owner]).dec();
