@@ -10,6 +10,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use tower::ServiceBuilder;
@@ -21,8 +22,10 @@ use crate::cache::page_disk::PageDisk;
 use crate::cache::{Freshness, PageCache, RootCache};
 use crate::config::{Config, Environment};
 use crate::handler::{Router, Surface};
+use crate::identity::Access;
 use crate::index::Index;
 use crate::layers::concurrency::ConcurrencyLimitLayer;
+use crate::layers::identity::IdentityLayer;
 use crate::layers::metrics::MetricsLayer;
 use crate::layers::rescue::RescueLayer;
 use crate::layers::timeout::TimeoutLayer;
@@ -32,7 +35,7 @@ use crate::resolve::{OwnerMemory, Resolver, ResolverSettings, Route};
 use crate::server::tls::TlsFiles;
 use crate::server::{HttpService, Limits, Server};
 use crate::state::State;
-use crate::upstream::{Egress, Upstream, UpstreamError, UpstreamSettings};
+use crate::upstream::{Egress, HttpClient, Upstream, UpstreamError, UpstreamSettings};
 
 /// pipgate could not be built from a config that loaded.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +52,8 @@ pub enum BuildError {
     Tls(#[from] crate::server::tls::TlsError),
     #[error("CA file {}: {reason}", file.display())]
     CaFile { file: PathBuf, reason: String },
+    #[error("{0}")]
+    Access(#[from] crate::identity::AccessError),
 }
 
 /// The request stack, outermost first. A request walks down it; its answer walks back up.
@@ -77,8 +82,11 @@ pub fn service(
         // Bounds the work in flight: requests past the limit wait for a slot instead of
         // opening ever more upstream connections and buffers (I6).
         .layer(slots.clone())
-        // Client identity (authentication and read policy) will sit here, under the limit and
-        // above the router, so a refused client costs no slot for long and reaches no handler.
+        // Who the client is (only with `[access]`, and not on the admin listener, whose
+        // endpoints have their own token). Under the limit, so a flood of bad credentials
+        // cannot take more slots than anyone else; above the router, so a refused client
+        // reaches no handler and the index always knows who is asking.
+        .option_layer(state.access.clone().filter(|_| surface != Surface::Admin).map(IdentityLayer::new))
         .service(Router::new(state, surface, server.max_url_bytes));
     BoxCloneSyncService::new(stack)
 }
@@ -178,7 +186,15 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         ),
         None => None,
     };
-    Ok(State { index, metrics, fresh_cache_control, admin_token })
+    let access = match &config.access {
+        Some(access) => {
+            let client = HttpClient::new(Duration::from_secs(10), &global_roots, egress.clone())
+                .map_err(|source| BuildError::Client { upstream: "[access] JWKS".to_owned(), source })?;
+            Some(Access::new(access, client, metrics.clone())?)
+        }
+        None => None,
+    };
+    Ok(State { index, metrics, fresh_cache_control, admin_token, access })
 }
 
 /// The CA certificates in a PEM file; an unreadable file or one without a certificate stops
@@ -265,13 +281,14 @@ pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, Bu
     // can still be scraped while the index is saturated.
     let slots = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
     let index_service = || service(state.clone(), config, index_surface, &slots);
-    let index = Server::spawn(bind(server.listen).await?, index_service(), limits, None);
+    let record_peer = state.access.is_some();
+    let index = Server::spawn(bind(server.listen).await?, index_service(), limits, None, record_peer);
     let tls = match &server.tls {
         Some(tls) => {
             let files = TlsFiles { cert: tls.cert.clone(), key: tls.key.clone() };
             let acceptor = crate::server::tls::acceptor(files, state.metrics.clone())?;
             let listener = bind(tls.listen).await?;
-            Some(Server::spawn(listener, index_service(), limits, Some(acceptor)))
+            Some(Server::spawn(listener, index_service(), limits, Some(acceptor), record_peer))
         }
         None => None,
     };
@@ -279,7 +296,7 @@ pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, Bu
         Some(addr) => {
             let own = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
             let admin_service = service(state.clone(), config, Surface::Admin, &own);
-            Some(Server::spawn(bind(addr).await?, admin_service, limits, None))
+            Some(Server::spawn(bind(addr).await?, admin_service, limits, None, false))
         }
         None => None,
     };

@@ -10,6 +10,7 @@ use http::{Response, StatusCode, header};
 
 use crate::body::{ResponseBody, full};
 use crate::cache::files::FillError;
+use crate::identity::Refusal;
 use crate::pypi::{InvalidName, NotAcceptable, ProjectName};
 use crate::resolve::ResolveError;
 use crate::upstream::UpstreamError;
@@ -49,6 +50,12 @@ pub enum ServeError {
     /// The whole request took longer than `server.request_timeout` to reach its headers.
     #[error("pipgate did not answer within {0:?}")]
     RequestTimeout(Duration),
+    /// Client authentication or read access refused the request.
+    #[error("{0}")]
+    Access(#[from] Refusal),
+    /// A read route was sent a request body (or body framing), which it never takes.
+    #[error("a {0} request takes no body")]
+    UnexpectedBody(&'static str),
 }
 
 impl ServeError {
@@ -96,6 +103,12 @@ impl ServeError {
             ServeError::Download { error: FillError::Io(_), .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ServeError::Download { .. } => StatusCode::BAD_GATEWAY,
             ServeError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
+            ServeError::Access(refusal) => match refusal {
+                Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+                refusal if refusal.wants_credentials() => StatusCode::UNAUTHORIZED,
+                _ => StatusCode::FORBIDDEN,
+            },
+            ServeError::UnexpectedBody(_) => StatusCode::BAD_REQUEST,
         }
     }
 
@@ -120,6 +133,14 @@ impl ServeError {
         if let ServeError::Upstream(ResolveError::Upstream { error, .. }) = &self {
             if let UpstreamError::Throttled { retry_after: Some(seconds) } = **error {
                 builder = builder.header(header::RETRY_AFTER, seconds);
+            }
+        }
+        if let ServeError::Access(refusal) = &self {
+            if let Refusal::RateLimited { retry_after } = refusal {
+                builder = builder.header(header::RETRY_AFTER, *retry_after);
+            } else if refusal.wants_credentials() {
+                // pip and uv then look in netrc or a keyring and try again with a credential.
+                builder = builder.header(header::WWW_AUTHENTICATE, "Basic realm=\"pipgate\"");
             }
         }
         if let ServeError::AdminUnauthorized = self {

@@ -13,6 +13,7 @@ use crate::cache::files::{FileStore, Fill, Lookup, is_sha256};
 use crate::cache::rendered::Rendered;
 use crate::cache::{CacheResult, PageCache, RootCache};
 use crate::error::ServeError;
+use crate::identity::{Client, Refusal};
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
 use crate::pypi::simple::CoreMetadata;
@@ -65,12 +66,16 @@ impl Index {
 
     /// The page of `project` from its owner; `ProjectNotFound` when no upstream has it.
     /// `client_forces` is a client's `max-age=0`: it may start a background revalidation.
+    /// `client` must be allowed to read the owner; if not, the answer is a refusal, never the
+    /// same name from another upstream (I10).
     pub async fn page(
         &self,
         project: &ProjectName,
         client_forces: bool,
+        client: &Client,
     ) -> Result<ProjectAnswer, ServeError> {
         let answer = self.lookup(project, client_forces).await?;
+        self.check_read(client, project, &answer)?;
         // Counted here, for page requests only (a file request looks the page up too).
         self.pages.resolver().served(project, answer.project.owner);
         Ok(answer)
@@ -90,13 +95,43 @@ impl Index {
     /// The file `filename` as the owner of `project` lists it, or the PEP 658 metadata of a
     /// listed file that offers it. The project goes through the owner rule again (a page-cache
     /// hit), so a file can only come from the upstream that owns the project (I8).
-    pub async fn file(&self, project: &ProjectName, filename: &str) -> Result<ListedFile, ServeError> {
+    pub async fn file(
+        &self,
+        project: &ProjectName,
+        filename: &str,
+        client: &Client,
+    ) -> Result<ListedFile, ServeError> {
         let answer = self.lookup(project, false).await?;
+        self.check_read(client, project, &answer)?;
         locate(filename, &answer.project, answer.owner.clone()).ok_or_else(|| ServeError::FileNotListed {
             project: project.clone(),
             filename: filename.to_owned(),
             upstream: answer.owner.name().to_owned(),
         })
+    }
+
+    /// Refuses `answer` to a client that may not read its owner. The owner rule ran in full
+    /// before this, with every upstream, so a refusal here can never turn into the same name
+    /// from an upstream the client may read.
+    fn check_read(
+        &self,
+        client: &Client,
+        project: &ProjectName,
+        answer: &ProjectAnswer,
+    ) -> Result<(), ServeError> {
+        if client.may_read(answer.project.owner) {
+            return Ok(());
+        }
+        let upstream = answer.owner.name();
+        self.metrics.access_denied.with_label_values(&[upstream]).inc();
+        let refusal = Refusal::Unreadable {
+            client: client.describe(),
+            anonymous: client.is_anonymous(),
+            project: project.to_string(),
+            upstream: upstream.to_owned(),
+        };
+        tracing::info!(%upstream, %project, client = %client.describe(), "project withheld: the client may not read its owner");
+        Err(ServeError::Access(refusal))
     }
 
     /// Where to read `file` from: the cache, a fill (started here if none runs), or the
@@ -141,8 +176,9 @@ impl Index {
 
     /// The root list of every upstream's projects, rendered, and whether it was kept (`hit`) or
     /// fetched now (`miss`).
-    pub async fn root(&self) -> Result<(Arc<Rendered>, &'static str), ServeError> {
-        Ok(self.root.get(self.pages.resolver().upstreams()).await?)
+    /// Only the upstreams `client` may read are listed.
+    pub async fn root(&self, client: &Client) -> Result<(Arc<Rendered>, &'static str), ServeError> {
+        Ok(self.root.get(self.pages.resolver().upstreams(), client.reads).await?)
     }
 
     /// An operator releases `project` from its remembered owner: the next request resolves it

@@ -12,11 +12,12 @@
 //! - `auth`: upstream credentials (basic, bearer, Azure identities with refresh);
 //! - `upstream`: HTTP to one upstream, with its credential and the redirect rules;
 //! - `resolve`: the owner rule over the ordered upstreams and routes;
+//! - `identity`: who the client is (tokens, htpasswd, OIDC) and which upstreams it may read;
 //! - `cache`: index pages, files and the root list, kept and verified;
 //! - `index`: the one door handlers use: a page, a file or the root list, with its owner;
 //! - `state`: what all handlers share;
 //! - `handler`: routes paths to the simple-page and file handlers;
-//! - `layers`: request id and trace, metrics, rescue, timeout, concurrency limit;
+//! - `layers`: request id and trace, metrics, rescue, timeout, concurrency limit, client identity;
 //! - `app`: builds everything from the config and stacks the layers: read it first;
 //! - `server`: the listener (HTTP/1 and HTTP/2) and graceful shutdown, given a service.
 //!
@@ -33,7 +34,9 @@ mod cache;
 pub mod config;
 mod error;
 mod error_chain;
+mod glob;
 mod handler;
+mod identity;
 mod index;
 mod layers;
 mod metrics;
@@ -45,3 +48,5 @@ mod state;
 mod upstream;
 
 pub use app::{BuildError, Running, start};
+pub use identity::hash_token;
+pub use identity::tokens::{MIN_TOKEN_CHARS, generate_token};

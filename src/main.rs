@@ -31,6 +31,13 @@ enum Command {
         /// TOML config file.
         file: PathBuf,
     },
+    /// Print the hash of a client token for `[[access.token]] hash`. Reads the token from
+    /// standard input (never from the command line, where `ps` would show it).
+    HashToken {
+        /// Make a new random token instead, and print it (first line) and its hash (second).
+        #[arg(long)]
+        generate: bool,
+    },
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -45,6 +52,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve { config } => serve(config),
         Command::CheckConfig { file } => check_config(file),
+        Command::HashToken { generate } => hash_token(generate),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -90,6 +98,26 @@ fn check_config(file: PathBuf) -> anyhow::Result<()> {
     let config = config::load(&ConfigSource::File(file.clone()), &ProcessEnv)?;
     let shown = toml::to_string_pretty(&config).context("cannot print the config")?;
     println!("# {}: valid. Effective config, secrets redacted:\n{shown}", file.display());
+    Ok(())
+}
+
+fn hash_token(generate: bool) -> anyhow::Result<()> {
+    if generate {
+        let token = pipgate::generate_token();
+        println!("{token}\n{}", pipgate::hash_token(&token));
+        return Ok(());
+    }
+    let mut input = String::new();
+    std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)
+        .context("cannot read the token from standard input")?;
+    let token = input.trim_end_matches(['\n', '\r']);
+    if token.chars().count() < pipgate::MIN_TOKEN_CHARS || token.trim() != token {
+        anyhow::bail!(
+            "a client token must be at least {} characters with no surrounding spaces (it is stored as a fast hash, so it must be long and random); `pipgate hash-token --generate` makes one",
+            pipgate::MIN_TOKEN_CHARS
+        );
+    }
+    println!("{}", pipgate::hash_token(token));
     Ok(())
 }
 

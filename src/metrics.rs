@@ -69,6 +69,15 @@ pub struct Metrics {
     pub tls_reloads: IntCounterVec,
     /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
     pub token_refreshes: IntCounterVec,
+    /// `pipgate_client_auth_total{kind="none|token|htpasswd|oidc", result="ok|rejected|forbidden|rate_limited"}`:
+    /// client authentications (`none` + `ok` is an anonymous client admitted, `none` +
+    /// `rejected` one that needed a credential).
+    pub client_auth: IntCounterVec,
+    /// `pipgate_access_denied_total{upstream}`: pages and files withheld from a client that may
+    /// not read the upstream owning them.
+    pub access_denied: IntCounterVec,
+    /// `pipgate_jwks_refreshes_total{rule, result="ok|error"}`: OIDC signing-key fetches.
+    pub jwks_refreshes: IntCounterVec,
     /// `pipgate_token_expiry_seconds{upstream}`: seconds until the current token expires,
     /// computed at scrape time.
     token_expiry: GaugeVec,
@@ -224,6 +233,21 @@ impl Metrics {
                 "Upstream token fetches by result",
                 &["upstream", "result"],
             ),
+            client_auth: counter(
+                "pipgate_client_auth_total",
+                "Client authentications by credential kind and result",
+                &["kind", "result"],
+            ),
+            access_denied: counter(
+                "pipgate_access_denied_total",
+                "Pages and files withheld from clients that may not read their owner",
+                &["upstream"],
+            ),
+            jwks_refreshes: counter(
+                "pipgate_jwks_refreshes_total",
+                "OIDC signing-key fetches by result",
+                &["rule", "result"],
+            ),
             token_expiry,
             expiries: Mutex::new(HashMap::new()),
             registry,
@@ -253,6 +277,7 @@ impl Metrics {
         for (i, &upstream) in order.iter().enumerate() {
             self.hash_mismatches.with_label_values(&[upstream]);
             self.fail_closed.with_label_values(&[upstream]);
+            self.access_denied.with_label_values(&[upstream]);
             self.held_projects.with_label_values(&[upstream]);
             for kind in ["page", "root", "file"] {
                 self.upstream_bytes.with_label_values(&[upstream, kind]);

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::auth::SecretValue;
+use crate::identity::Access;
 use crate::index::Index;
 use crate::metrics::Metrics;
 
@@ -18,4 +19,7 @@ pub struct State {
     pub fresh_cache_control: HeaderValue,
     /// What `/admin/…` requests must present; `None` turns the admin endpoints off.
     pub admin_token: Option<SecretValue>,
+    /// The client authenticator, when `[access]` is configured: then index routes need the
+    /// client that the identity layer records.
+    pub access: Option<Arc<Access>>,
 }

@@ -7,11 +7,11 @@ use std::path::Path;
 
 /// Bottom to top. Modules on one line share a level and may not import each other.
 const LAYERS: &[&[&str]] = &[
-    &["pypi", "secret", "error_chain", "metrics", "body"],
+    &["pypi", "secret", "error_chain", "metrics", "body", "glob"],
     &["config"],
     &["auth"],
     &["upstream"],
-    &["resolve"],
+    &["resolve", "identity"],
     &["cache"],
     &["error"],
     &["index"],

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::env::{self, Environment, Overlay};
-use super::model::{AuthConfig, AzureAuthConfig, AzureIdentity, Config};
+use super::model::{AccessConfig, AuthConfig, AzureAuthConfig, AzureIdentity, Config, ReadList, UpstreamSet};
 use super::secret::{INLINE_SECRET_KEYS, SecretSource};
 use crate::pypi::name::normalize_pattern;
 
@@ -219,7 +219,138 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
     if let Some(source) = config.admin.token.source() {
         check_secret(source, env, "admin", errors)?;
     }
+    if config.upstreams.len() > UpstreamSet::MAX {
+        return Err(errors.at("upstream", format!("at most {} upstreams are supported", UpstreamSet::MAX)));
+    }
+    let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
+    if let Some(access) = config.access.as_mut() {
+        check_access(access, &names, errors)?;
+    }
     Ok(())
+}
+
+/// `[access]`: at least one credential kind, read lists that name upstreams, token hashes in
+/// their one spelling, readable files, one JWKS source per OIDC rule.
+fn check_access(
+    access: &mut AccessConfig,
+    upstreams: &[String],
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    if access.tokens.is_empty() && access.htpasswd.is_empty() && access.oidc.is_empty() {
+        return Err(errors.at(
+            "access",
+            "names no credential kind: add [[access.token]], [[access.htpasswd]] or [[access.oidc]], or remove [access] to turn client authentication off",
+        ));
+    }
+    access.anonymous_set = upstream_set(&access.anonymous, upstreams, "access.anonymous", errors)?;
+    if access.max_failures_per_minute == 0 {
+        return Err(errors.at("access.max_failures_per_minute", "must be at least 1"));
+    }
+    for (i, token) in access.tokens.iter_mut().enumerate() {
+        let key = |field: &str| format!("access.token[{i}].{field}");
+        if token.name.trim().is_empty() {
+            return Err(errors.at(&key("name"), "must not be empty"));
+        }
+        let hex = token.hash.strip_prefix("sha256:").unwrap_or("");
+        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(errors.at(
+                &key("hash"),
+                "must be \"sha256:\" and 64 hex digits, as `pipgate hash-token` prints it (never the token itself)",
+            ));
+        }
+        token.hash = token.hash.to_ascii_lowercase();
+        resolve_reads(&mut token.read, upstreams, &key("read"), errors)?;
+    }
+    for (i, htpasswd) in access.htpasswd.iter_mut().enumerate() {
+        let key = |field: &str| format!("access.htpasswd[{i}].{field}");
+        std::fs::metadata(&htpasswd.file)
+            .map_err(|e| errors.at(&key("file"), format!("cannot read {}: {e}", htpasswd.file.display())))?;
+        resolve_reads(&mut htpasswd.read, upstreams, &key("read"), errors)?;
+    }
+    for (i, oidc) in access.oidc.iter_mut().enumerate() {
+        let key = |field: &str| format!("access.oidc[{i}].{field}");
+        if oidc.name.trim().is_empty() {
+            return Err(errors.at(&key("name"), "must not be empty"));
+        }
+        if oidc.issuer.is_empty() {
+            return Err(errors.at(&key("issuer"), "must not be empty"));
+        }
+        if oidc.audience.is_empty() || oidc.audience.iter().any(String::is_empty) {
+            return Err(errors.at(&key("audience"), "give at least one non-empty audience"));
+        }
+        match (&oidc.jwks_url, &oidc.jwks_file) {
+            (Some(_), Some(_)) | (None, None) => {
+                return Err(
+                    errors.at(&format!("access.oidc[{i}]"), "give exactly one of jwks_url or jwks_file")
+                );
+            }
+            (Some(url), None) => {
+                let loopback = match url.host() {
+                    Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+                    Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+                    Some(url::Host::Domain(host)) => host == "localhost",
+                    None => false,
+                };
+                if !(url.scheme() == "https" || (url.scheme() == "http" && loopback)) {
+                    return Err(errors.at(
+                        &key("jwks_url"),
+                        "must be https (plain http only on a loopback address): whoever can change the keys can sign in as anyone",
+                    ));
+                }
+            }
+            (None, Some(file)) => {
+                std::fs::metadata(file).map_err(|e| {
+                    errors.at(&key("jwks_file"), format!("cannot read {}: {e}", file.display()))
+                })?;
+            }
+        }
+        for (claim, rule) in &oidc.claims {
+            if rule.0.is_empty() {
+                return Err(
+                    errors.at(&format!("access.oidc[{i}].claims.{claim}"), "give at least one pattern")
+                );
+            }
+        }
+        resolve_reads(&mut oidc.read, upstreams, &key("read"), errors)?;
+    }
+    Ok(())
+}
+
+fn resolve_reads(
+    read: &mut ReadList,
+    upstreams: &[String],
+    key: &str,
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    read.set = match &read.names {
+        Some(names) => upstream_set(names, upstreams, key, errors)?,
+        None => UpstreamSet::first(upstreams.len()),
+    };
+    Ok(())
+}
+
+/// The positions of `names` in the upstream list; `*` is every upstream.
+fn upstream_set(
+    names: &[String],
+    upstreams: &[String],
+    key: &str,
+    errors: &Errors<'_>,
+) -> Result<UpstreamSet, ConfigError> {
+    let mut set = UpstreamSet::default();
+    for (j, name) in names.iter().enumerate() {
+        if name == "*" {
+            set = set.union(UpstreamSet::first(upstreams.len()));
+            continue;
+        }
+        let Some(position) = upstreams.iter().position(|u| u == name) else {
+            return Err(errors.at(
+                &format!("{key}[{j}]"),
+                format!("no upstream is named {name:?} (known: {})", upstreams.join(", ")),
+            ));
+        };
+        set = set.with(position);
+    }
+    Ok(set)
 }
 
 fn check_auth(

@@ -12,8 +12,9 @@ mod secret;
 pub use env::{Environment, MapEnv, ProcessEnv};
 pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, read_secret_file};
 pub use model::{
-    AZURE_DEVOPS_SCOPE, AdminConfig, AuthConfig, AzureAuthConfig, AzureIdentity, BasicAuthConfig,
-    BearerAuthConfig, CacheConfig, Config, OwnershipConfig, ReleaseConfig, RouteConfig, ServerConfig,
-    TokenPresentation, UpstreamConfig,
+    AZURE_DEVOPS_SCOPE, AccessConfig, AccessTokenConfig, AdminConfig, AuthConfig, AzureAuthConfig,
+    AzureIdentity, BasicAuthConfig, BearerAuthConfig, CacheConfig, ClaimRule, Config, HtpasswdConfig,
+    OidcConfig, OwnershipConfig, ReadList, ReleaseConfig, RouteConfig, ServerConfig, TokenPresentation,
+    UpstreamConfig, UpstreamSet,
 };
 pub use secret::{RequiredSecret, SecretKey, SecretSetting, SecretSource};

@@ -32,6 +32,176 @@ pub struct Config {
     pub admin: AdminConfig,
     #[serde(default)]
     pub egress: EgressConfig,
+    /// Who may use pipgate and what each client may read. Default: off (anyone who can reach
+    /// the listener reads everything, as a sidecar on 127.0.0.1 wants).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access: Option<AccessConfig>,
+}
+
+/// A set of upstreams, by their position in the config (at most 64 upstreams).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct UpstreamSet(u64);
+
+impl UpstreamSet {
+    /// Most upstreams a config may list, so that a set fits in one word.
+    pub const MAX: usize = 64;
+
+    /// Every upstream, whatever their number.
+    pub const ALL: UpstreamSet = UpstreamSet(u64::MAX);
+
+    /// The first `count` upstreams: every upstream of a config with `count` of them.
+    pub fn first(count: usize) -> UpstreamSet {
+        UpstreamSet(if count >= 64 { u64::MAX } else { (1u64 << count) - 1 })
+    }
+
+    pub fn with(self, position: usize) -> UpstreamSet {
+        UpstreamSet(self.0 | (1 << position))
+    }
+
+    pub fn contains(self, position: usize) -> bool {
+        position < 64 && self.0 & (1 << position) != 0
+    }
+
+    pub fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    pub fn union(self, other: UpstreamSet) -> UpstreamSet {
+        UpstreamSet(self.0 | other.0)
+    }
+}
+
+/// `[access]`: client authentication and what each client may read. On when present; it must
+/// name at least one credential kind (`[[access.token]]`, `[[access.htpasswd]]`,
+/// `[[access.oidc]]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessConfig {
+    /// Upstreams a client that presents no credential may read (for example the public one).
+    /// Default: none, so every index request needs a credential.
+    #[serde(default)]
+    pub anonymous: Vec<String>,
+    /// Rejected credentials one client address may present in a minute; past that it gets 429
+    /// until the minute is over, without its credentials being checked. Default `20`.
+    #[serde(default = "default_max_failures_per_minute")]
+    pub max_failures_per_minute: u32,
+    /// Static tokens, each stored as a hash only.
+    #[serde(rename = "token", default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<AccessTokenConfig>,
+    /// htpasswd files (bcrypt entries), re-read when they change.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub htpasswd: Vec<HtpasswdConfig>,
+    /// OIDC identity tokens (JWTs) with claim rules, such as GitHub Actions'.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub oidc: Vec<OidcConfig>,
+    /// `anonymous`, resolved when the config loads.
+    #[serde(skip)]
+    pub(super) anonymous_set: UpstreamSet,
+}
+
+impl AccessConfig {
+    /// What a client without a credential may read.
+    pub fn anonymous_reads(&self) -> UpstreamSet {
+        self.anonymous_set
+    }
+}
+
+fn default_max_failures_per_minute() -> u32 {
+    20
+}
+
+/// What a credential kind lets its clients read: `read = ["corp", "pypi"]`, default every
+/// upstream. Resolved to a set when the config loads.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ReadList {
+    pub names: Option<Vec<String>>,
+    #[serde(skip)]
+    pub(super) set: UpstreamSet,
+}
+
+impl ReadList {
+    pub fn set(&self) -> UpstreamSet {
+        self.set
+    }
+}
+
+/// `[[access.token]]`: a static token, known only by its hash (`pipgate hash-token` prints
+/// one). Presented as `Authorization: Bearer <token>` or as the password of Basic auth with
+/// any username.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccessTokenConfig {
+    /// Who holds the token, for logs and (later) publish rules.
+    pub name: String,
+    /// `sha256:<64 hex digits>`.
+    pub hash: String,
+    /// Upstreams this token may read. Default: every upstream.
+    #[serde(default, skip_serializing_if = "ReadList::is_default")]
+    pub read: ReadList,
+}
+
+impl ReadList {
+    fn is_default(&self) -> bool {
+        self.names.is_none()
+    }
+}
+
+/// `[[access.htpasswd]]`: users and bcrypt hashes in an htpasswd file (`htpasswd -B`),
+/// presented as Basic auth.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HtpasswdConfig {
+    pub file: PathBuf,
+    /// Upstreams these users may read. Default: every upstream.
+    #[serde(default, skip_serializing_if = "ReadList::is_default")]
+    pub read: ReadList,
+}
+
+/// `[[access.oidc]]`: JWTs from one issuer for one audience, admitted when every claim rule
+/// matches. Presented as `Authorization: Bearer <jwt>` or as a Basic password.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcConfig {
+    /// This rule's name, for logs.
+    pub name: String,
+    /// The exact `iss` claim, as `https://token.actions.githubusercontent.com`.
+    pub issuer: String,
+    /// Accepted `aud` values: one string or a list.
+    #[serde(deserialize_with = "one_or_many")]
+    pub audience: Vec<String>,
+    /// Where the issuer publishes its signing keys (https; http only on a loopback address).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<Url>,
+    /// A JWKS file instead of `jwks_url`, re-read when it changes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jwks_file: Option<PathBuf>,
+    /// Claim name to `*` glob, or to a list of globs of which one must match. Every listed
+    /// claim must match. Default: none (any token of the issuer and audience).
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, ClaimRule>,
+    /// Upstreams tokens matching this rule may read. Default: every upstream.
+    #[serde(default, skip_serializing_if = "ReadList::is_default")]
+    pub read: ReadList,
+}
+
+/// One glob or a list of globs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ClaimRule(#[serde(deserialize_with = "one_or_many")] pub Vec<String>);
+
+fn one_or_many<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    match OneOrMany::deserialize(deserializer) {
+        Ok(OneOrMany::One(one)) => Ok(vec![one]),
+        Ok(OneOrMany::Many(many)) => Ok(many),
+        Err(_) => Err(serde::de::Error::custom("expected a string or a list of strings")),
+    }
 }
 
 /// `[egress]`: how pipgate reaches its upstreams.

@@ -17,6 +17,7 @@ use super::{CACHE_HEADER, UPSTREAM_HEADER, decode_segment};
 use crate::body::{ResponseBody, empty};
 use crate::cache::files::{FileChunks, Fill, FillError, Phase, file_chunks};
 use crate::error::ServeError;
+use crate::identity::Client;
 use crate::index::{FileSource, ListedFile};
 use crate::pypi::ProjectName;
 use crate::state::State;
@@ -28,6 +29,7 @@ pub async fn file(
     state: &State,
     method: &Method,
     headers: &HeaderMap,
+    client: &Client,
     project_segment: &str,
     filename_segment: &str,
 ) -> Result<Response<ResponseBody>, ServeError> {
@@ -36,7 +38,7 @@ pub async fn file(
         return Err(ServeError::NotFound);
     }
     let filename = decode_segment(filename_segment).ok_or(ServeError::NotFound)?;
-    let listed = state.index.file(&project, &filename).await?;
+    let listed = state.index.file(&project, &filename, client).await?;
     let mut base = Answer::new(&listed);
     if let Some(etag) = &base.etag {
         if not_modified(headers, etag) {

@@ -27,6 +27,7 @@ use http::{Method, Request, Response, StatusCode, header};
 
 use crate::body::{ResponseBody, full};
 use crate::error::ServeError;
+use crate::identity::{Client, Refusal};
 use crate::state::State;
 
 /// Names the upstream that owns what a response carries, for people debugging resolution.
@@ -90,8 +91,37 @@ impl<B> tower::Service<Request<B>> for Router {
         if url_bytes > self.max_url_bytes {
             return Box::pin(std::future::ready(Err(ServeError::UriTooLong(self.max_url_bytes))));
         }
+        if let Some(method) = body_on_read(&request) {
+            return Box::pin(std::future::ready(Err(ServeError::UnexpectedBody(method))));
+        }
         Box::pin(async move { route(&state, surface, &request).await })
     }
+}
+
+/// A GET or HEAD that comes with body framing (`Transfer-Encoding`, or a `Content-Length`
+/// other than 0). No read route takes a body, and such a request is how a smuggled second
+/// request would hide (with both headers, hyper keeps only `Transfer-Encoding`, RFC 9112
+/// §6.3), so it is refused outright; hyper closes the connection after the answer.
+fn body_on_read(request: &Parts) -> Option<&'static str> {
+    let method = match request.method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        _ => return None,
+    };
+    let chunked = request.headers.contains_key(header::TRANSFER_ENCODING);
+    let sized = request.headers.get_all(header::CONTENT_LENGTH).iter().any(|v| v.as_bytes() != b"0");
+    (chunked || sized).then_some(method)
+}
+
+/// The client the identity layer recorded; everyone when client authentication is off. With it
+/// on, a request without a recorded client is refused (the stack is wrong, and refusing is the
+/// safe way to be wrong).
+fn client<'a>(state: &State, request: &'a Parts) -> Result<&'a Client, ServeError> {
+    static EVERYONE: Client = Client::EVERYONE;
+    if state.access.is_none() {
+        return Ok(&EVERYONE);
+    }
+    request.extensions.get::<Client>().ok_or(ServeError::Access(Refusal::Missing))
 }
 
 async fn route(
@@ -124,7 +154,7 @@ async fn route(
         }
         _ if !surface.serves_index() => return Err(ServeError::NotFound),
         "/simple" => return Ok(redirect("simple/", request.uri.query())),
-        "/simple/" => return simple::root(state, request).await,
+        "/simple/" => return simple::root(state, request, client(state, request)?).await,
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/simple/") {
@@ -135,7 +165,7 @@ async fn route(
         if segment.contains('/') {
             return Err(ServeError::NotFound);
         }
-        return simple::project(state, request, segment, slash).await;
+        return simple::project(state, request, client(state, request)?, segment, slash).await;
     }
     if let Some(rest) = path.strip_prefix("/files/") {
         let Some((project, filename)) = rest.split_once('/') else {
@@ -144,7 +174,8 @@ async fn route(
         if filename.contains('/') {
             return Err(ServeError::NotFound);
         }
-        return files::file(state, &request.method, &request.headers, project, filename).await;
+        let client = client(state, request)?;
+        return files::file(state, &request.method, &request.headers, client, project, filename).await;
     }
     Err(ServeError::NotFound)
 }

@@ -9,6 +9,7 @@ use crate::body::{ResponseBody, empty, full};
 use crate::cache::CacheResult;
 use crate::cache::rendered::Variant;
 use crate::error::ServeError;
+use crate::identity::Client;
 use crate::pypi::{MediaType, ProjectName, negotiate};
 use crate::state::State;
 
@@ -35,6 +36,7 @@ fn client_forces_revalidation(headers: &HeaderMap) -> bool {
 pub async fn project(
     state: &State,
     request: &Parts,
+    client: &Client,
     segment: &str,
     has_slash: bool,
 ) -> Result<Response<ResponseBody>, ServeError> {
@@ -47,7 +49,7 @@ pub async fn project(
     }
     let media_type = media_type(request)?;
     let forces = client_forces_revalidation(&request.headers);
-    let answer = state.index.page(&name, forces).await?;
+    let answer = state.index.page(&name, forces, client).await?;
     let gzip = accepts_gzip(&request.headers);
     let variant = answer.project.rendered.variant(media_type, gzip);
     let mut response = page_response(
@@ -99,9 +101,13 @@ fn page_response(
     response
 }
 
-pub async fn root(state: &State, request: &Parts) -> Result<Response<ResponseBody>, ServeError> {
+pub async fn root(
+    state: &State,
+    request: &Parts,
+    client: &Client,
+) -> Result<Response<ResponseBody>, ServeError> {
     let media_type = media_type(request)?;
-    let (rendered, cache) = state.index.root().await?;
+    let (rendered, cache) = state.index.root(client).await?;
     let gzip = accepts_gzip(&request.headers);
     let variant = rendered.variant(media_type, gzip);
     let mut response =

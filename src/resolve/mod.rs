@@ -25,7 +25,7 @@ mod rule;
 mod shadows;
 
 pub use owners::{Owned, OwnerMemory};
-pub use rule::{Route, candidates, first_owner, glob_match};
+pub use rule::{Route, candidates, first_owner};
 pub use shadows::Shadowed;
 
 use std::collections::HashMap;
@@ -35,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use health::{Health, Unhealthy};
 use shadows::Shadows;
 
+use crate::glob::glob_match;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
 use crate::pypi::simple::ProjectPage;

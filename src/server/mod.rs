@@ -25,9 +25,11 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tower::ServiceExt;
 use tower::util::BoxCloneSyncService;
 
 use crate::body::ResponseBody;
+use crate::identity::ClientAddr;
 
 /// The service the listener drives for every request: whatever stack the caller assembled,
 /// boxed so the listener needs to know nothing about it.
@@ -60,16 +62,19 @@ pub struct Server {
 
 impl Server {
     /// Serves `service` on `listener` until [`Server::shutdown`], over TLS with `tls`.
+    /// `record_peer` puts each request's [`ClientAddr`] in its extensions (client
+    /// authentication limits failures per address; without it the hot path skips the work).
     pub fn spawn(
         listener: TcpListener,
         service: HttpService,
         limits: Limits,
         tls: Option<tokio_rustls::TlsAcceptor>,
+        record_peer: bool,
     ) -> Server {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = oneshot::channel();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let task = tokio::spawn(accept_loop(listener, service, stopped, limits, tls));
+        let task = tokio::spawn(accept_loop(listener, service, stopped, limits, tls, record_peer));
         tracing::info!(%addr, scheme, "pipgate listening");
         Server { addr, stop: Some(stop), task }
     }
@@ -93,6 +98,7 @@ async fn accept_loop(
     mut stopped: oneshot::Receiver<()>,
     limits: Limits,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    record_peer: bool,
 ) {
     let grace = limits.shutdown_grace;
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -131,7 +137,16 @@ async fn accept_loop(
                     }
                 };
                 let _ = stream.set_nodelay(true);
-                let service = TowerToHyperService::new(service.clone());
+                let service = if record_peer {
+                    let addr = ClientAddr(peer);
+                    BoxCloneSyncService::new(service.clone().map_request(move |mut request: Request<hyper::body::Incoming>| {
+                        request.extensions_mut().insert(addr);
+                        request
+                    }))
+                } else {
+                    service.clone()
+                };
+                let service = TowerToHyperService::new(service);
                 match &tls {
                     None => {
                         let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
