@@ -256,7 +256,7 @@ async fn a_non_bcrypt_htpasswd_entry_stops_the_start_naming_file_and_line() {
             .unwrap();
     config.server.listen = "127.0.0.1:0".parse().unwrap();
     let error =
-        pipgate::start(&config, &env).await.err().expect("a bad htpasswd file stops the start").to_string();
+        pipgate::start(&config, &env).await.expect_err("a bad htpasswd file stops the start").to_string();
     assert!(error.contains(&file.path().display().to_string()), "{error}");
     assert!(error.contains("line 2 (user \"carol\") is not a bcrypt entry"), "{error}");
 }

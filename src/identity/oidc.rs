@@ -258,7 +258,7 @@ pub struct KeySet {
     /// The first rule that uses the source, for logs and metrics.
     rule: String,
     keys: RwLock<Arc<Keys>>,
-    /// When the last refresh started (successful or not).
+    /// When the last refresh for an unknown or old key started (successful or not).
     last_attempt: Mutex<Option<Instant>>,
     /// One refresh at a time; waiters re-check after it.
     refreshing: tokio::sync::Mutex<()>,
@@ -336,16 +336,17 @@ impl KeySet {
         self.last_attempt.lock().expect("attempt lock").is_none_or(|at| at.elapsed() >= REFRESH_SPACING)
     }
 
-    /// Fetches the keys again unless another request just did.
+    /// Fetches the keys again unless another request did within [`REFRESH_SPACING`]. (The
+    /// fetch at start does not count: a key rotated just after it is picked up at once.)
     pub async fn refresh_for_unknown_key(&self) {
         let _one = self.refreshing.lock().await;
         if self.may_refresh() {
+            *self.last_attempt.lock().expect("attempt lock") = Some(Instant::now());
             self.refresh().await;
         }
     }
 
     async fn refresh(&self) {
-        *self.last_attempt.lock().expect("attempt lock") = Some(Instant::now());
         match self.fetch().await {
             Ok(keys) => {
                 tracing::info!(rule = %self.rule, keys = keys.list.len(), "OIDC signing keys loaded");
