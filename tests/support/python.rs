@@ -78,8 +78,14 @@ async fn finish(mut command: Command) -> Run {
 
 /// `pip install --target TARGET ARGS…` against `index_url`, with a fresh cache.
 pub async fn pip_install(index_url: &str, target: &Path, args: &[&str]) -> Run {
+    pip_install_with(index_url, target, args, &[]).await
+}
+
+/// [`pip_install`] with extra environment variables (`NETRC`, say).
+pub async fn pip_install_with(index_url: &str, target: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let home = tempfile::tempdir().unwrap();
     let mut command = isolated(&venv_bin("python"), home.path());
+    command.envs(env.iter().copied());
     command
         .args(["-m", "pip", "install", "--no-cache-dir", "--index-url", index_url, "--target"])
         .arg(target)
@@ -90,8 +96,14 @@ pub async fn pip_install(index_url: &str, target: &Path, args: &[&str]) -> Run {
 
 /// `uv pip install --target TARGET ARGS…` against `index_url`, with a fresh cache.
 pub async fn uv_install(index_url: &str, target: &Path, args: &[&str]) -> Run {
+    uv_install_with(index_url, target, args, &[]).await
+}
+
+/// [`uv_install`] with extra environment variables (`NETRC`, say).
+pub async fn uv_install_with(index_url: &str, target: &Path, args: &[&str], env: &[(&str, &str)]) -> Run {
     let home = tempfile::tempdir().unwrap();
     let mut command = isolated(&venv_bin("uv"), home.path());
+    command.envs(env.iter().copied());
     command
         .args(["pip", "install", "--python"])
         .arg(venv_bin("python"))
