@@ -2,8 +2,9 @@
 //! - a client that sends its headers slowly (slowloris) is cut off after `header_read_timeout`;
 //! - headers over `max_header_bytes` or more than `max_headers` get 431, a URL over
 //!   `max_url_bytes` gets 414;
-//! - ambiguous framing cannot smuggle a request: two lengths get 400, and a request hidden in
-//!   the body of one with `Content-Length` and `Transfer-Encoding` is never answered;
+//! - ambiguous framing cannot smuggle a request: two lengths get 400, a request with both
+//!   `Content-Length` and `Transfer-Encoding` is refused outright (400) and the request hidden
+//!   in its body is never answered; a read route refuses any request body;
 //! - past `max_connections`, a new connection waits until another closes;
 //! - a real HTTP/2 client (curl, prior knowledge) is served;
 //! - a client that stops reading does not slow another client's download of the same file.
@@ -87,7 +88,22 @@ async fn oversized_or_ambiguous_requests_are_refused() {
         1,
         "one answer, the smuggled request is never read: {answer}"
     );
+    assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "refused outright: {answer}");
+    assert!(answer.contains("a GET request takes no body"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("connection: close"), "{answer}");
+    for body in [
+        "HEAD /simple/acme-core/ HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        "GET /simple/acme-core/ HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: close\r\n\r\nhello",
+    ] {
+        let answer = exchange(&pipgate, body.as_bytes()).await;
+        assert!(status_line(&answer).starts_with("HTTP/1.1 400"), "{answer}");
+    }
+    let empty =
+        "GET /simple/acme-core/ HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+    assert!(
+        status_line(&exchange(&pipgate, empty.as_bytes()).await).starts_with("HTTP/1.1 200"),
+        "an empty body is fine"
+    );
     // The server is still fine.
     assert_eq!(get(&format!("{}acme-core/", pipgate.index_url()), &[]).await.unwrap().status, 200);
 }

@@ -5,9 +5,10 @@
 //! connections), the size and number of headers, the connections open at once, and HTTP/2
 //! streams per connection, with hyper's protection against rapid stream resets
 //! (CVE-2023-44487). Ambiguous framing cannot smuggle a request: hyper answers two different
-//! `Content-Length`s with 400, and a request with both `Content-Length` and
-//! `Transfer-Encoding` is read as chunked and its connection closed after the answer (RFC 9112
-//! §6.3), so nothing after it on that connection is ever read as a request.
+//! `Content-Length`s with 400, and reads a request with both `Content-Length` and
+//! `Transfer-Encoding` as chunked and closes its connection after the answer (RFC 9112 §6.3),
+//! so nothing after it on that connection is ever read as a request; the router then refuses
+//! it outright, since no read route takes a body.
 //!
 //! On shutdown the listener closes first (new connections are refused), in-flight requests get
 //! the configured grace period to finish, and whatever is left is dropped; the log says which.
