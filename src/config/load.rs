@@ -58,7 +58,13 @@ pub fn load(source: &ConfigSource, env: &dyn Environment) -> Result<Config, Conf
         })?,
         ConfigSource::Embedded => DEFAULT_CONFIG.to_owned(),
     };
-    let mut table: toml::Table = toml::from_str(&text).map_err(|e| ConfigError {
+    load_text(&text, source, env)
+}
+
+/// Reads config `text` as if it came from `source` (which error messages name), applies
+/// `PIPGATE_*` overlays from `env`, and checks it.
+pub fn load_text(text: &str, source: &ConfigSource, env: &dyn Environment) -> Result<Config, ConfigError> {
+    let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError {
         origin: source.to_string(),
         key: None,
         message: format!("not valid TOML: {}", e.to_string().trim_end()),

@@ -10,7 +10,7 @@ mod model;
 mod secret;
 
 pub use env::{Environment, MapEnv, ProcessEnv};
-pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, read_secret_file};
+pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, load_text, read_secret_file};
 pub use model::{
     AZURE_DEVOPS_SCOPE, AccessConfig, AccessTokenConfig, AdminConfig, AuthConfig, AzureAuthConfig,
     AzureIdentity, BasicAuthConfig, BearerAuthConfig, CacheConfig, ClaimRule, Config, HtpasswdConfig,
