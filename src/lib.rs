@@ -50,3 +50,4 @@ mod upstream;
 pub use app::{BuildError, Running, start};
 pub use identity::hash_token;
 pub use identity::tokens::{MIN_TOKEN_CHARS, generate_token};
+pub use server::notify::notify as notify_systemd;

@@ -88,7 +88,10 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         for upstream in &config.upstreams {
             tracing::info!(upstream = %upstream.name, url = %upstream.url, auth = upstream.auth.is_some(), "upstream");
         }
+        let notify_socket = std::env::var("NOTIFY_SOCKET").ok();
+        pipgate::notify_systemd(notify_socket.as_deref(), "READY=1");
         shutdown_signal().await;
+        pipgate::notify_systemd(notify_socket.as_deref(), "STOPPING=1");
         server.shutdown().await;
         Ok(())
     })

@@ -13,6 +13,7 @@
 //! On shutdown the listener closes first (new connections are refused), in-flight requests get
 //! the configured grace period to finish, and whatever is left is dropped; the log says which.
 
+pub mod notify;
 pub mod tls;
 
 use std::net::SocketAddr;
