@@ -143,8 +143,12 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         .map(|(route, upstream)| Route { patterns: route.projects.clone(), upstream })
         .collect();
     let cache = &config.cache;
-    let dir = &cache.dir;
-    let cache_error = |source| BuildError::Cache { dir: dir.clone(), source };
+    let cache_error = |source| BuildError::Cache { dir: cache.dir.clone(), source };
+    let dir_lock = crate::cache::dir_lock::claim(&cache.dir, cache.slots).map_err(cache_error)?;
+    if cache.slots > 1 {
+        tracing::info!(dir = %dir_lock.dir.display(), "cache slot taken");
+    }
+    let dir = &dir_lock.dir;
     let fingerprint = ownership_fingerprint(config);
     let ownership = &config.ownership;
     let owners = OwnerMemory::open(dir, &fingerprint, ownership.max_remembered).map_err(cache_error)?;
@@ -194,7 +198,7 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         }
         None => None,
     };
-    Ok(State { index, metrics, fresh_cache_control, admin_token, access })
+    Ok(State { index, metrics, fresh_cache_control, admin_token, access, _dir_lock: dir_lock })
 }
 
 /// The CA certificates in a PEM file; an unreadable file or one without a certificate stops

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use http::HeaderValue;
 
 use crate::auth::SecretValue;
+use crate::cache::dir_lock::DirLock;
 use crate::identity::Access;
 use crate::index::Index;
 use crate::metrics::Metrics;
@@ -22,4 +23,6 @@ pub struct State {
     /// The client authenticator, when `[access]` is configured: then index routes need the
     /// client that the identity layer records.
     pub access: Option<Arc<Access>>,
+    /// The cache directory's lock, held as long as pipgate runs.
+    pub _dir_lock: DirLock,
 }

@@ -7,6 +7,7 @@
 //!   committed, filled once however many clients ask, evicted least-recently-used.
 //! - [`root`]: the root project list, merged from every upstream and kept for `index_ttl`.
 
+pub mod dir_lock;
 pub mod entry;
 pub mod files;
 pub mod page_disk;

@@ -219,6 +219,9 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
             return Err(errors.at(&format!("ownership.{key}"), "must be longer than 0s"));
         }
     }
+    if config.cache.slots == 0 {
+        return Err(errors.at("cache.slots", "must be at least 1"));
+    }
     if ownership.max_remembered == 0 {
         return Err(errors.at("ownership.max_remembered", "must be at least 1"));
     }
@@ -427,11 +430,11 @@ fn check_azure(
 /// config type always holds a directory.
 fn fill_default_cache_dir(table: &mut toml::Table, env: &dyn Environment) {
     let cache = table.entry("cache").or_insert_with(|| toml::Value::Table(toml::Table::new()));
-    if let toml::Value::Table(cache) = cache {
-        if !cache.contains_key("dir") {
-            let dir = default_cache_dir(env).to_string_lossy().into_owned();
-            cache.insert("dir".to_owned(), toml::Value::String(dir));
-        }
+    if let toml::Value::Table(cache) = cache
+        && !cache.contains_key("dir")
+    {
+        let dir = default_cache_dir(env).to_string_lossy().into_owned();
+        cache.insert("dir".to_owned(), toml::Value::String(dir));
     }
 }
 
@@ -466,12 +469,11 @@ fn overlay_value(raw: &str) -> toml::Value {
         || trimmed == "true"
         || trimmed == "false"
         || trimmed.parse::<i64>().is_ok();
-    if looks_typed {
-        if let Ok(mut table) = toml::from_str::<toml::Table>(&format!("v = {trimmed}")) {
-            if let Some(value) = table.remove("v") {
-                return value;
-            }
-        }
+    if looks_typed
+        && let Ok(mut table) = toml::from_str::<toml::Table>(&format!("v = {trimmed}"))
+        && let Some(value) = table.remove("v")
+    {
+        return value;
     }
     toml::Value::String(raw.to_owned())
 }

@@ -430,6 +430,14 @@ pub struct CacheConfig {
     /// `Cache-Control: max-age` sent to clients with fresh index pages. Default `60s`.
     #[serde(default = "default_client_max_age", with = "duration")]
     pub client_max_age: Duration,
+    /// How many pipgate processes may share `dir`, each in a `slot-N` directory of its own
+    /// (runner sidecars on one node). Default `1`: `dir` itself, for one process.
+    #[serde(default = "default_slots")]
+    pub slots: usize,
+}
+
+fn default_slots() -> usize {
+    1
 }
 
 fn default_max_size() -> u64 {
