@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the install benchmark need into .e2e/: a virtualenv
-# with pinned pip, uv and pypiserver, and a few real public wheels; and promtool (Debian's
-# `prometheus` package), which checks the alert rules and the metrics exposition. It talks only
-# to the package registries, and does nothing when everything is already in place.
+# with pinned pip, uv, pypiserver and the deploy checkers (hadolint, kubernetes-validate,
+# check-jsonschema), poetry and pdm in virtualenvs of their own, and a few real public
+# wheels; and promtool (Debian's `prometheus` package), which checks the alert rules and the
+# metrics exposition. It talks only to the package registries, and does nothing when
+# everything is already in place.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -19,6 +21,18 @@ if ! cmp -s tests/e2e/requirements.txt "$stamp"; then
   "$e2e/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
   cp tests/e2e/requirements.txt "$stamp"
 fi
+# poetry and pdm each in a virtualenv of their own: their dependency sets are large and pinned
+# whole (tests/e2e/requirements-{poetry,pdm}.txt).
+for tool in poetry pdm; do
+  requirements="tests/e2e/requirements-$tool.txt"
+  if ! cmp -s "$requirements" "$e2e/$tool/.requirements"; then
+    echo "test.sh: installing $tool into $e2e/$tool"
+    rm -rf "$e2e/$tool"
+    "$python" -m venv "$e2e/$tool"
+    "$e2e/$tool/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+    cp "$requirements" "$e2e/$tool/.requirements"
+  fi
+done
 wheels_stamp="$e2e/wheels/.list"
 if ! cmp -s tests/e2e/public-wheels.txt "$wheels_stamp"; then
   echo "test.sh: downloading real public wheels"

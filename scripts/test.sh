@@ -13,6 +13,13 @@ e2e="$root/.e2e"
 
 bash scripts/e2e-setup.sh
 
+# The release binary exactly as the Dockerfile builds it (its `RUN cargo build` line, run
+# verbatim), for the test that starts it with the image's command line.
+build=$(sed -n 's/^RUN \(cargo build .*\)$/\1/p' Dockerfile)
+[ -n "$build" ] || { echo "test.sh: no 'RUN cargo build' line in the Dockerfile" >&2; exit 1; }
+echo "test.sh: $build"
+$build
+
 export PIPGATE_E2E_DIR="$e2e"
 cargo test --locked --all-targets --no-fail-fast "$@"
 # The whole suite (no arguments narrowing it) ends with the fuzzing run.

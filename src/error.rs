@@ -130,10 +130,10 @@ impl ServeError {
         if let ServeError::MethodNotAllowed(allowed) = self {
             builder = builder.header(header::ALLOW, allowed.replace(" or ", ", "));
         }
-        if let ServeError::Upstream(ResolveError::Upstream { error, .. }) = &self {
-            if let UpstreamError::Throttled { retry_after: Some(seconds) } = **error {
-                builder = builder.header(header::RETRY_AFTER, seconds);
-            }
+        if let ServeError::Upstream(ResolveError::Upstream { error, .. }) = &self
+            && let UpstreamError::Throttled { retry_after: Some(seconds) } = **error
+        {
+            builder = builder.header(header::RETRY_AFTER, seconds);
         }
         if let ServeError::Access(refusal) = &self {
             if let Refusal::RateLimited { retry_after } = refusal {

@@ -41,10 +41,10 @@ impl SecretValue {
                     AuthError::SecretFile(format!("cannot read secret file {}: {e}", path.display()))
                 })?;
                 let mut cached = cached.lock().expect("secret cache lock");
-                if let Some((at, secret)) = cached.as_ref() {
-                    if *at == modified {
-                        return Ok(secret.clone());
-                    }
+                if let Some((at, secret)) = cached.as_ref()
+                    && *at == modified
+                {
+                    return Ok(secret.clone());
                 }
                 let secret =
                     Secret::new(crate::config::read_secret_file(path).map_err(AuthError::SecretFile)?);

@@ -57,10 +57,10 @@ async fn fetch_and_render(upstreams: impl Iterator<Item = &Arc<Upstream>>) -> Re
             .await
             .map_err(|error| ResolveError::upstream_failed(upstream.name(), error))?;
         for name in names.names {
-            if let Ok(normalized) = ProjectName::new(&name) {
-                if seen.insert(normalized) {
-                    list.names.push(name);
-                }
+            if let Ok(normalized) = ProjectName::new(&name)
+                && seen.insert(normalized)
+            {
+                list.names.push(name);
             }
         }
     }

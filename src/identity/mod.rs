@@ -242,15 +242,14 @@ impl Access {
             };
             return Attempt::Done(self.finish(Kind::None, peer, result));
         }
-        if let Some(ip) = peer {
-            if self.failures.get(&ip).is_some_and(|count| count.load(Ordering::Relaxed) >= self.max_failures)
-            {
-                return Attempt::Done(self.finish(
-                    Kind::None,
-                    peer,
-                    Err(Refusal::RateLimited { retry_after: FAILURE_WINDOW.as_secs() }),
-                ));
-            }
+        if let Some(ip) = peer
+            && self.failures.get(&ip).is_some_and(|count| count.load(Ordering::Relaxed) >= self.max_failures)
+        {
+            return Attempt::Done(self.finish(
+                Kind::None,
+                peer,
+                Err(Refusal::RateLimited { retry_after: FAILURE_WINDOW.as_secs() }),
+            ));
         }
         let (user, secret) = match presented {
             Presented::Nothing => unreachable!("answered above"),

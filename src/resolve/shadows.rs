@@ -125,11 +125,11 @@ impl Shadows {
             return;
         }
         let known = self.known.lock().expect("shadows lock");
-        if let Some(entry) = known.shadowed.get(project) {
-            if !entry.listed.tracked {
-                let names = [self.upstreams[owner].name(), self.upstreams[entry.shadow].name()];
-                self.metrics.shadow_kept.with_label_values(&names).inc();
-            }
+        if let Some(entry) = known.shadowed.get(project)
+            && !entry.listed.tracked
+        {
+            let names = [self.upstreams[owner].name(), self.upstreams[entry.shadow].name()];
+            self.metrics.shadow_kept.with_label_values(&names).inc();
         }
     }
 

@@ -96,14 +96,14 @@ impl VerifiedBody {
     }
 
     fn verify_end(&mut self) -> Result<(), FileStreamError> {
-        if let Some(expected) = self.expected.size {
-            if self.seen != expected {
-                return Err(FileStreamError::WrongLength {
-                    upstream: self.upstream.clone(),
-                    got: self.seen,
-                    expected,
-                });
-            }
+        if let Some(expected) = self.expected.size
+            && self.seen != expected
+        {
+            return Err(FileStreamError::WrongLength {
+                upstream: self.upstream.clone(),
+                got: self.seen,
+                expected,
+            });
         }
         if let Some(expected) = self.expected.sha256 {
             let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();

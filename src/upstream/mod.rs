@@ -232,13 +232,14 @@ impl Upstream {
             if status == StatusCode::TOO_MANY_REQUESTS {
                 self.start_throttle(response.headers());
             }
-            if status == StatusCode::UNAUTHORIZED && !retried_auth {
-                if let Some(credential) = with_credential {
-                    // A token credential may refresh and deserve one more try; then fail closed.
-                    if credential.rejected().await {
-                        retried_auth = true;
-                        continue;
-                    }
+            if status == StatusCode::UNAUTHORIZED
+                && !retried_auth
+                && let Some(credential) = with_credential
+            {
+                // A token credential may refresh and deserve one more try; then fail closed.
+                if credential.rejected().await {
+                    retried_auth = true;
+                    continue;
                 }
             }
             if !status.is_redirection() || status == StatusCode::NOT_MODIFIED {

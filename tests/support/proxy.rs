@@ -42,10 +42,10 @@ impl ConnectProxy {
                         if header.trim().is_empty() {
                             break;
                         }
-                        if let Some((name, value)) = header.split_once(':') {
-                            if name.eq_ignore_ascii_case("proxy-authorization") {
-                                proxy_authorization = Some(value.trim().to_owned());
-                            }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("proxy-authorization")
+                        {
+                            proxy_authorization = Some(value.trim().to_owned());
                         }
                     }
                     seen.lock().unwrap().push(Tunnel { target: target.clone(), proxy_authorization });

@@ -201,10 +201,10 @@ impl ProjectPage {
             return;
         }
         for file in &self.files {
-            if let Some(version) = version_from_filename(project, &file.filename) {
-                if !self.versions.iter().any(|v| v == version) {
-                    self.versions.push(version.to_owned());
-                }
+            if let Some(version) = version_from_filename(project, &file.filename)
+                && !self.versions.iter().any(|v| v == version)
+            {
+                self.versions.push(version.to_owned());
             }
         }
     }
