@@ -23,6 +23,7 @@ use crate::cache::{Freshness, PageCache, RootCache};
 use crate::config::{Config, Environment};
 use crate::handler::{Router, Surface};
 use crate::identity::Access;
+use crate::identity::publish::PublishRules;
 use crate::index::Index;
 use crate::layers::concurrency::ConcurrencyLimitLayer;
 use crate::layers::identity::IdentityLayer;
@@ -34,7 +35,7 @@ use crate::metrics::Metrics;
 use crate::resolve::{OwnerMemory, Resolver, ResolverSettings, Route};
 use crate::server::tls::TlsFiles;
 use crate::server::{HttpService, Limits, Server};
-use crate::state::State;
+use crate::state::{Publishing, State};
 use crate::upstream::{Egress, HttpClient, Upstream, UpstreamError, UpstreamSettings};
 
 /// pipgate could not be built from a config that loaded.
@@ -77,8 +78,12 @@ pub fn service(
         // The one place where an error becomes an answer. It sits above the timeout and the
         // limit so that their errors go through the same table as the handlers'.
         .layer(RescueLayer)
-        // Bounds the wait for headers, including the wait for a slot below (I6).
-        .layer(TimeoutLayer::new(server.request_timeout))
+        // Bounds the wait for headers, including the wait for a slot below (I6). An upload's
+        // answer comes only after its whole body went upstream: it has `publish.timeout`.
+        .layer(TimeoutLayer::new(
+            server.request_timeout,
+            config.publish.as_ref().map_or(server.request_timeout, |p| p.timeout),
+        ))
         // Bounds the work in flight: requests past the limit wait for a slot instead of
         // opening ever more upstream connections and buffers (I6).
         .layer(slots.clone())
@@ -93,7 +98,7 @@ pub fn service(
 
 /// Builds the shared state from `config`: the upstreams with their credentials, the owner
 /// rule over them, the caches, and the index facade over all of it.
-pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError> {
+pub async fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError> {
     let metrics = Arc::new(Metrics::register(prometheus::Registry::new()));
     let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
     let token_upstreams: Vec<&str> = config
@@ -127,6 +132,7 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         let built = Upstream::new(UpstreamSettings {
             name: upstream.name.clone(),
             base: upstream.url.clone(),
+            upload_url: upstream.upload_url.clone(),
             credential,
             connect_timeout: upstream.connect_timeout,
             timeout: upstream.timeout,
@@ -144,7 +150,9 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         .collect();
     let cache = &config.cache;
     let cache_error = |source| BuildError::Cache { dir: cache.dir.clone(), source };
-    let dir_lock = crate::cache::dir_lock::claim(&cache.dir, cache.slots).map_err(cache_error)?;
+    let dir_lock = crate::cache::dir_lock::claim_waiting(&cache.dir, cache.slots, cache.lock_wait)
+        .await
+        .map_err(cache_error)?;
     if cache.slots > 1 {
         tracing::info!(dir = %dir_lock.dir.display(), "cache slot taken");
     }
@@ -198,7 +206,18 @@ pub fn state(config: &Config, env: &dyn Environment) -> Result<State, BuildError
         }
         None => None,
     };
-    Ok(State { index, metrics, fresh_cache_control, admin_token, access, _dir_lock: dir_lock })
+    let publish = config.publish.as_ref().map(|publish| Publishing {
+        rules: PublishRules::new(&publish.rules),
+        default: publish.default_upstream(),
+        max_bytes: publish.max_bytes,
+        timeout: publish.timeout,
+    });
+    for upstream in config.upstreams.iter().filter(|u| u.upload_url.is_some()) {
+        for result in ["ok", "refused", "rejected", "failed"] {
+            metrics.publishes.with_label_values(&[&upstream.name, result]);
+        }
+    }
+    Ok(State { index, metrics, fresh_cache_control, admin_token, access, publish, _dir_lock: dir_lock })
 }
 
 /// The CA certificates in a PEM file; an unreadable file or one without a certificate stops
@@ -266,7 +285,7 @@ impl Running {
 
 /// Builds pipgate from `config`, binds its listeners and starts serving in the background.
 pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, BuildError> {
-    let state = Arc::new(state(config, env)?);
+    let state = Arc::new(state(config, env).await?);
     let server = &config.server;
     let limits = Limits {
         header_read_timeout: server.header_read_timeout,
@@ -286,23 +305,28 @@ pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, Bu
     let slots = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
     let index_service = || service(state.clone(), config, index_surface, &slots);
     let record_peer = state.access.is_some();
-    let index = Server::spawn(bind(server.listen).await?, index_service(), limits, None, record_peer);
-    let tls = match &server.tls {
+    // Everything that can fail is done before the first listener starts serving, so a failed
+    // start leaves nothing running (and the cache directory's lock free).
+    let tls_acceptor = match &server.tls {
         Some(tls) => {
             let files = TlsFiles { cert: tls.cert.clone(), key: tls.key.clone() };
-            let acceptor = crate::server::tls::acceptor(files, state.metrics.clone())?;
-            let listener = bind(tls.listen).await?;
-            Some(Server::spawn(listener, index_service(), limits, Some(acceptor), record_peer))
+            Some((crate::server::tls::acceptor(files, state.metrics.clone())?, bind(tls.listen).await?))
         }
         None => None,
     };
-    let admin = match server.admin_listen {
-        Some(addr) => {
-            let own = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
-            let admin_service = service(state.clone(), config, Surface::Admin, &own);
-            Some(Server::spawn(bind(addr).await?, admin_service, limits, None, false))
-        }
+    let index_listener = bind(server.listen).await?;
+    let admin_listener = match server.admin_listen {
+        Some(addr) => Some(bind(addr).await?),
         None => None,
     };
+    let index = Server::spawn(index_listener, index_service(), limits, None, record_peer);
+    let tls = tls_acceptor.map(|(acceptor, listener)| {
+        Server::spawn(listener, index_service(), limits, Some(acceptor), record_peer)
+    });
+    let admin = admin_listener.map(|listener| {
+        let own = ConcurrencyLimitLayer::new(server.max_concurrent_requests);
+        let admin_service = service(state.clone(), config, Surface::Admin, &own);
+        Server::spawn(listener, admin_service, limits, None, false)
+    });
     Ok(Running { index, tls, admin })
 }

@@ -53,6 +53,15 @@ pub enum ServeError {
     /// Client authentication or read access refused the request.
     #[error("{0}")]
     Access(#[from] Refusal),
+    /// An upload pipgate will not forward (malformed, or to an upstream that takes none).
+    #[error("{0}")]
+    BadUpload(String),
+    /// An upload over `publish.max_bytes`.
+    #[error("the upload is larger than the {0}-byte limit (publish.max_bytes)")]
+    UploadTooLarge(u64),
+    /// An upload of a name that belongs elsewhere.
+    #[error("{0}")]
+    PublishRefused(String),
     /// A read route was sent a request body (or body framing), which it never takes.
     #[error("a {0} request takes no body")]
     UnexpectedBody(&'static str),
@@ -108,7 +117,9 @@ impl ServeError {
                 refusal if refusal.wants_credentials() => StatusCode::UNAUTHORIZED,
                 _ => StatusCode::FORBIDDEN,
             },
-            ServeError::UnexpectedBody(_) => StatusCode::BAD_REQUEST,
+            ServeError::UnexpectedBody(_) | ServeError::BadUpload(_) => StatusCode::BAD_REQUEST,
+            ServeError::UploadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ServeError::PublishRefused(_) => StatusCode::FORBIDDEN,
         }
     }
 

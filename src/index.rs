@@ -20,6 +20,11 @@ use crate::pypi::simple::CoreMetadata;
 use crate::resolve::{Owned, Shadowed};
 use crate::upstream::{Expected, Upstream, VerifiedBody};
 
+/// How often, and how far apart, the page of a just-published project is fetched again until
+/// it lists the new file.
+const PUBLISH_SETTLE_ATTEMPTS: u32 = 10;
+const PUBLISH_SETTLE_PAUSE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// A project page as the owner rule and the cache answered it.
 #[derive(Debug)]
 pub struct ProjectAnswer {
@@ -192,6 +197,68 @@ impl Index {
             .ok_or_else(|| ServeError::NothingToRelease(project.clone()))?;
         self.pages.invalidate(project);
         Ok(owned)
+    }
+
+    /// The position of the upstream called `name`.
+    pub fn upstream_position(&self, name: &str) -> Option<usize> {
+        self.pages.resolver().position_of(name)
+    }
+
+    pub fn upstream(&self, position: usize) -> &Arc<Upstream> {
+        self.pages.resolver().upstream(position)
+    }
+
+    /// Whether `project` may be published to the upstream at `target`: no route pins it
+    /// elsewhere, and no other upstream owns it (publishing below its owner would make a
+    /// shadow; above it, take the name over). A lookup that fails fails the publish closed.
+    pub async fn check_publish_owner(&self, project: &ProjectName, target: usize) -> Result<(), ServeError> {
+        let resolver = self.pages.resolver();
+        let target_name = resolver.upstream(target).name();
+        let candidates = resolver.candidates(project);
+        if !candidates.contains(&target) {
+            let pinned = resolver.upstream(candidates[0]).name();
+            return Err(ServeError::PublishRefused(format!(
+                "project {project} is routed to upstream {pinned:?}; it would never be served from {target_name:?}"
+            )));
+        }
+        match self.lookup(project, true).await {
+            Ok(answer) if answer.project.owner == target => Ok(()),
+            Ok(answer) => {
+                let owner = answer.owner.name();
+                let what = if answer.project.owner < target {
+                    "a lower upstream may not shadow it"
+                } else {
+                    "publishing it higher would take the name over (release it from the owner, or publish there)"
+                };
+                Err(ServeError::PublishRefused(format!(
+                    "project {project} is owned by upstream {owner:?}, not {target_name:?}: {what}"
+                )))
+            }
+            Err(ServeError::ProjectNotFound(_)) => Ok(()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// `filename` of `project` was just published: drop the cached page and the remembered
+    /// 404s so the next install sees it, and keep refreshing the page briefly until it lists
+    /// the file (feeds take a moment to show a new upload).
+    pub fn published(&self, project: &ProjectName, filename: &str) {
+        self.pages.resolver().forget_not_found(project);
+        self.pages.invalidate(project);
+        let (pages, project, filename) = (self.pages.clone(), project.clone(), filename.to_owned());
+        tokio::spawn(async move {
+            for attempt in 1..=PUBLISH_SETTLE_ATTEMPTS {
+                match pages.get(&project, true).await {
+                    Ok(Some(served)) if served.project.file(&filename).is_some() => return,
+                    _ => {}
+                }
+                tokio::time::sleep(PUBLISH_SETTLE_PAUSE).await;
+                pages.resolver().forget_not_found(&project);
+                pages.invalidate(&project);
+                tracing::debug!(%project, %filename, attempt, "the owner does not list the new file yet");
+            }
+            tracing::warn!(%project, %filename, "the upstream still does not list the published file");
+        });
     }
 
     /// Privately owned names that a lower upstream also has.

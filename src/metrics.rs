@@ -78,6 +78,9 @@ pub struct Metrics {
     pub access_denied: IntCounterVec,
     /// `pipgate_jwks_refreshes_total{rule, result="ok|error"}`: OIDC signing-key fetches.
     pub jwks_refreshes: IntCounterVec,
+    /// `pipgate_publishes_total{upstream, result="ok|refused|rejected|failed"}`: uploads, by
+    /// pipgate's verdict (`refused`), the upstream's (`ok`, `rejected`), or a failure.
+    pub publishes: IntCounterVec,
     /// `pipgate_token_expiry_seconds{upstream}`: seconds until the current token expires,
     /// computed at scrape time.
     token_expiry: GaugeVec,
@@ -247,6 +250,11 @@ impl Metrics {
                 "pipgate_jwks_refreshes_total",
                 "OIDC signing-key fetches by result",
                 &["rule", "result"],
+            ),
+            publishes: counter(
+                "pipgate_publishes_total",
+                "Uploads through pipgate by result",
+                &["upstream", "result"],
             ),
             token_expiry,
             expiries: Mutex::new(HashMap::new()),

@@ -9,8 +9,19 @@ use http::HeaderValue;
 use crate::auth::SecretValue;
 use crate::cache::dir_lock::DirLock;
 use crate::identity::Access;
+use crate::identity::publish::PublishRules;
 use crate::index::Index;
 use crate::metrics::Metrics;
+
+/// `[publish]`, ready: the rules and the limits.
+#[derive(Debug)]
+pub struct Publishing {
+    pub rules: PublishRules,
+    /// Where `POST /upload/` goes.
+    pub default: Option<usize>,
+    pub max_bytes: u64,
+    pub timeout: std::time::Duration,
+}
 
 #[derive(Debug)]
 pub struct State {
@@ -23,6 +34,8 @@ pub struct State {
     /// The client authenticator, when `[access]` is configured: then index routes need the
     /// client that the identity layer records.
     pub access: Option<Arc<Access>>,
+    /// The upload API, when `[publish]` is configured.
+    pub publish: Option<Publishing>,
     /// The cache directory's lock, held as long as pipgate runs.
     pub _dir_lock: DirLock,
 }

@@ -199,8 +199,10 @@ async fn a_deleted_private_project_is_held(client: Client) {
     let run = client.install(&world.pipgate.index_url(), target.path(), &["acme-core"]).await;
     assert_private_installed(&run, target.path());
 
-    // The same cache and owner memory once the stale window is over: the install fails.
+    // The same cache and owner memory, after a restart, once the stale window is over: the
+    // install fails. (One pipgate per cache directory: the first stops before the second starts.)
     let ended = world.config.replace("max_stale = \"1h\"", "max_stale = \"0s\"");
+    world.pipgate.server.shutdown().await;
     let after = Pipgate::start(&ended, feed_env()).await;
     let target = tempfile::tempdir().unwrap();
     let run = client.install_while_feed_is_down(&after.index_url(), target.path()).await;

@@ -13,76 +13,15 @@
 
 mod support;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
-
 use base64::Engine;
-use bytes::Bytes;
-use http_body_util::Full;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use support::fake_index::FakeIndex;
+use support::jwt::{Jwks, SigningKey, sign, sign_as, signing_key};
 use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, wheel};
 
 const ISSUER: &str = "https://token.actions.githubusercontent.com";
 const AUDIENCE: &str = "https://pipgate.acme.example";
-
-/// An RSA signing key with its `kid`, and the JWK that publishes it.
-struct SigningKey {
-    kid: String,
-    encoding: EncodingKey,
-    public_pem: String,
-    jwk: Jwk,
-}
-
-fn signing_key(kid: &str) -> SigningKey {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
-    let encoding = EncodingKey::from_rsa_pem(key.serialize_pem().as_bytes()).unwrap();
-    let mut jwk = Jwk::from_encoding_key(&encoding, Algorithm::RS256).unwrap();
-    jwk.common.key_id = Some(kid.to_owned());
-    SigningKey { kid: kid.to_owned(), encoding, public_pem: key.public_key_pem(), jwk }
-}
-
-/// A JWKS endpoint on loopback that counts its requests.
-struct Jwks {
-    url: String,
-    keys: Arc<Mutex<Vec<Jwk>>>,
-    requests: Arc<AtomicUsize>,
-}
-
-impl Jwks {
-    async fn start(keys: Vec<Jwk>) -> Jwks {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/.well-known/jwks", listener.local_addr().unwrap());
-        let keys = Arc::new(Mutex::new(keys));
-        let requests = Arc::new(AtomicUsize::new(0));
-        let (shared, count) = (keys.clone(), requests.clone());
-        tokio::spawn(async move {
-            loop {
-                let (stream, _) = listener.accept().await.unwrap();
-                let (keys, count) = (shared.clone(), count.clone());
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |_request| {
-                        count.fetch_add(1, Ordering::SeqCst);
-                        let body =
-                            serde_json::to_vec(&JwkSet { keys: keys.lock().unwrap().clone() }).unwrap();
-                        async move {
-                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::from(
-                                body,
-                            ))))
-                        }
-                    });
-                    support::tls::serve_connection(stream, None, service).await;
-                });
-            }
-        });
-        Jwks { url, keys, requests }
-    }
-
-    fn count(&self) -> usize {
-        self.requests.load(Ordering::SeqCst)
-    }
-}
 
 /// GitHub Actions' claims for a job in `acme/widgets` on `git_ref`.
 fn claims(git_ref: &str) -> serde_json::Value {
@@ -98,16 +37,6 @@ fn claims(git_ref: &str) -> serde_json::Value {
         "nbf": now,
         "exp": now + 300,
     })
-}
-
-fn sign(key: &SigningKey, claims: &serde_json::Value) -> String {
-    sign_as(&key.encoding, &key.kid, claims)
-}
-
-fn sign_as(encoding: &EncodingKey, kid: &str, claims: &serde_json::Value) -> String {
-    let mut header = Header::new(Algorithm::RS256);
-    header.kid = Some(kid.to_owned());
-    jsonwebtoken::encode(&header, claims, encoding).unwrap()
 }
 
 fn b64(bytes: &[u8]) -> String {
@@ -235,7 +164,9 @@ async fn bad_tokens_are_401_and_a_valid_token_no_rule_admits_is_403() {
     let answer = page(&w, "six", &format!("Bearer {}", sign(&w.key, &other_repo))).await;
     assert_eq!(answer.status, 403, "{}", answer.text());
     assert!(
-        answer.text().contains("repository_owner = mallory does not match rule \"acme-main\""),
+        answer
+            .text()
+            .contains("its claim repository_owner = mallory does not match (acme) of rule \"acme-main\""),
         "{}",
         answer.text()
     );

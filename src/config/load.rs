@@ -4,7 +4,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::env::{self, Environment, Overlay};
-use super::model::{AccessConfig, AuthConfig, AzureAuthConfig, AzureIdentity, Config, ReadList, UpstreamSet};
+use super::model::{
+    AccessConfig, AuthConfig, AzureAuthConfig, AzureIdentity, Config, PublishConfig, ReadList,
+    UpstreamConfig, UpstreamSet,
+};
 use super::secret::{INLINE_SECRET_KEYS, SecretSource};
 use crate::pypi::name::normalize_pattern;
 
@@ -234,6 +237,75 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
     let names: Vec<String> = config.upstreams.iter().map(|u| u.name.clone()).collect();
     if let Some(access) = config.access.as_mut() {
         check_access(access, &names, errors)?;
+    }
+    for (i, upstream) in config.upstreams.iter().enumerate() {
+        if let Some(upload) = &upstream.upload_url {
+            let same_origin = upload.scheme() == upstream.url.scheme()
+                && upload.host_str() == upstream.url.host_str()
+                && upload.port_or_known_default() == upstream.url.port_or_known_default();
+            if !same_origin {
+                return Err(errors.at(
+                    &format!("upstream[{i}].upload_url"),
+                    "must be on the upstream's own origin (scheme, host and port): its credential goes there",
+                ));
+            }
+        }
+    }
+    if let Some(publish) = config.publish.as_mut() {
+        if config.access.is_none() {
+            return Err(errors.at("publish", "publishing needs client authentication: add [access]"));
+        }
+        check_publish(publish, &config.upstreams, errors)?;
+    }
+    Ok(())
+}
+
+/// `[publish]`: the default and every rule name an upstream that takes uploads; every rule
+/// names who it admits.
+fn check_publish(
+    publish: &mut PublishConfig,
+    upstreams: &[UpstreamConfig],
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    let uploading = |name: &str, key: &str| -> Result<usize, ConfigError> {
+        let Some(position) = upstreams.iter().position(|u| u.name == name) else {
+            let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
+            return Err(
+                errors.at(key, format!("no upstream is named {name:?} (known: {})", names.join(", ")))
+            );
+        };
+        if upstreams[position].upload_url.is_none() {
+            return Err(errors.at(key, format!("upstream {name:?} has no upload_url")));
+        }
+        Ok(position)
+    };
+    if let Some(default) = &publish.default {
+        publish.default_index = Some(uploading(default, "publish.default")?);
+    }
+    if publish.rules.is_empty() {
+        return Err(
+            errors.at("publish.rule", "at least one [[publish.rule]] is required: nobody could publish")
+        );
+    }
+    for (i, rule) in publish.rules.iter_mut().enumerate() {
+        let key = |field: &str| format!("publish.rule[{i}].{field}");
+        rule.upstream_index = uploading(&rule.upstream, &key("upstream"))?;
+        if rule.projects.is_empty() {
+            return Err(errors.at(&key("projects"), "a rule needs at least one project pattern"));
+        }
+        for (j, pattern) in rule.projects.iter_mut().enumerate() {
+            *pattern = normalize_pattern(pattern).map_err(|e| {
+                errors.at(&format!("publish.rule[{i}].projects[{j}]"), format!("{pattern:?}: {e}"))
+            })?;
+        }
+        if rule.tokens.is_empty() && rule.users.is_empty() && rule.claims.is_empty() {
+            return Err(
+                errors.at(&format!("publish.rule[{i}]"), "names nobody: give tokens, users or claims")
+            );
+        }
+        if rule.name.is_none() {
+            rule.name = Some(format!("rule {i}"));
+        }
     }
     Ok(())
 }

@@ -14,7 +14,7 @@ pub use load::{ConfigError, ConfigSource, DEFAULT_CONFIG, load, load_text, read_
 pub use model::{
     AZURE_DEVOPS_SCOPE, AccessConfig, AccessTokenConfig, AdminConfig, AuthConfig, AzureAuthConfig,
     AzureIdentity, BasicAuthConfig, BearerAuthConfig, CacheConfig, ClaimRule, Config, HtpasswdConfig,
-    OidcConfig, OwnershipConfig, ReadList, ReleaseConfig, RouteConfig, ServerConfig, TokenPresentation,
-    UpstreamConfig, UpstreamSet,
+    OidcConfig, OwnershipConfig, PublishConfig, PublishRuleConfig, ReadList, ReleaseConfig, RouteConfig,
+    ServerConfig, TokenPresentation, UpstreamConfig, UpstreamSet,
 };
 pub use secret::{RequiredSecret, SecretKey, SecretSetting, SecretSource};

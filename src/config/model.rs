@@ -36,6 +36,74 @@ pub struct Config {
     /// the listener reads everything, as a sidecar on 127.0.0.1 wants).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub access: Option<AccessConfig>,
+    /// Uploads through pipgate to upstreams that declare an `upload_url`. Default: off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish: Option<PublishConfig>,
+}
+
+/// `[publish]`: the upload API (`POST /upload/{upstream}/`), forwarded with pipgate's own
+/// credential for that upstream. Needs `[access]`: no upload is ever anonymous.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishConfig {
+    /// The upstream `POST /upload/` publishes to. Default: none (only `/upload/{upstream}/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub default: Option<String>,
+    /// Largest upload body accepted (413 beyond). Default `1GiB`.
+    #[serde(default = "default_max_upload_bytes", with = "byte_size")]
+    pub max_bytes: u64,
+    /// Deadline for one upload, body and upstream answer together. Default `10m`.
+    #[serde(default = "default_upload_timeout", with = "duration")]
+    pub timeout: Duration,
+    /// Who may publish what where; a client needs one rule that allows it.
+    #[serde(rename = "rule", default)]
+    pub rules: Vec<PublishRuleConfig>,
+    /// `default`, resolved when the config loads.
+    #[serde(skip)]
+    pub(super) default_index: Option<usize>,
+}
+
+impl PublishConfig {
+    /// The position of `default` in the upstream list.
+    pub fn default_upstream(&self) -> Option<usize> {
+        self.default_index
+    }
+}
+
+fn default_max_upload_bytes() -> u64 {
+    1 << 30
+}
+fn default_upload_timeout() -> Duration {
+    Duration::from_secs(600)
+}
+
+/// `[[publish.rule]]`: these clients may publish these projects to this upstream. A client
+/// matches when its token name is in `tokens`, its htpasswd user in `users`, or (an OIDC
+/// token) every claim in `claims` matches its globs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishRuleConfig {
+    /// A name for messages and logs. Default: `rule N`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    pub upstream: String,
+    /// Project names or `*` patterns, matched after normalization.
+    pub projects: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tokens: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<String>,
+    /// OIDC claim name to glob (or list of globs); every one must match.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub claims: std::collections::BTreeMap<String, ClaimRule>,
+    #[serde(skip)]
+    pub(super) upstream_index: usize,
+}
+
+impl PublishRuleConfig {
+    pub fn upstream_position(&self) -> usize {
+        self.upstream_index
+    }
 }
 
 /// A set of upstreams, by their position in the config (at most 64 upstreams).
@@ -434,6 +502,14 @@ pub struct CacheConfig {
     /// (runner sidecars on one node). Default `1`: `dir` itself, for one process.
     #[serde(default = "default_slots")]
     pub slots: usize,
+    /// How long a start waits for a free cache directory (slot) held by another pipgate, as
+    /// in a rolling update on one volume. Default `60s`.
+    #[serde(default = "default_lock_wait", with = "duration")]
+    pub lock_wait: Duration,
+}
+
+fn default_lock_wait() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_slots() -> usize {
@@ -490,6 +566,10 @@ pub struct UpstreamConfig {
     /// upstream with `auth` (a private feed), off otherwise.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub health_check: Option<bool>,
+    /// Where this upstream takes uploads (the legacy upload API), on its own origin, e.g. an
+    /// Azure feed's `…/_packaging/{feed}/pypi/upload/`. Default: none (no publishing here).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_url: Option<Url>,
 }
 
 impl UpstreamConfig {

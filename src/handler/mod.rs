@@ -8,6 +8,7 @@
 //! | `/healthz`, `/readyz`           | liveness and readiness                          |
 //! | `/metrics`                      | Prometheus metrics                              |
 //! | `/admin/…`                      | operator endpoints, behind the admin token      |
+//! | `POST /upload/[{upstream}/]`    | an upload, forwarded with pipgate's credential  |
 //!
 //! Nothing else is served: no route fetches a URL that a client supplies. Handlers return
 //! `Result<_, ServeError>`; the rescue layer (see [`crate::app`]) turns errors into answers.
@@ -16,6 +17,7 @@ mod admin;
 mod conditional;
 mod files;
 mod simple;
+mod upload;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -73,7 +75,11 @@ impl Router {
     }
 }
 
-impl<B> tower::Service<Request<B>> for Router {
+impl<B> tower::Service<Request<B>> for Router
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
+    B::Error: Into<crate::body::BoxError>,
+{
     type Response = Response<ResponseBody>;
     type Error = ServeError;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, ServeError>> + Send>>;
@@ -85,8 +91,8 @@ impl<B> tower::Service<Request<B>> for Router {
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let state = self.state.clone();
         let surface = self.surface;
-        // Only the head is needed: no read route takes a body.
-        let (request, _body) = request.into_parts();
+        // Only uploads read the body; no read route takes one.
+        let (request, body) = request.into_parts();
         let url_bytes = request.uri.path_and_query().map_or(0, |p| p.as_str().len());
         if url_bytes > self.max_url_bytes {
             return Box::pin(std::future::ready(Err(ServeError::UriTooLong(self.max_url_bytes))));
@@ -94,7 +100,24 @@ impl<B> tower::Service<Request<B>> for Router {
         if let Some(method) = body_on_read(&request) {
             return Box::pin(std::future::ready(Err(ServeError::UnexpectedBody(method))));
         }
-        Box::pin(async move { route(&state, surface, &request).await })
+        Box::pin(async move {
+            if let Some(rest) = request.uri.path().strip_prefix("/upload/") {
+                if !surface.serves_index() {
+                    return Err(ServeError::NotFound);
+                }
+                if request.method != Method::POST {
+                    return Err(ServeError::MethodNotAllowed("POST"));
+                }
+                let target = match rest.strip_suffix('/').unwrap_or(rest) {
+                    "" => None,
+                    name if !name.contains('/') => Some(name.to_owned()),
+                    _ => return Err(ServeError::NotFound),
+                };
+                let client = client(&state, &request)?;
+                return upload::upload(&state, &request, body, client, target.as_deref()).await;
+            }
+            route(&state, surface, &request).await
+        })
     }
 }
 

@@ -26,6 +26,7 @@
 
 pub mod htpasswd;
 pub mod oidc;
+pub mod publish;
 pub mod tokens;
 
 use std::future::Future;
@@ -60,8 +61,9 @@ pub enum Who {
     Token { name: String },
     /// An htpasswd user.
     User { name: String },
-    /// An OIDC token admitted by the named rules (the `sub` claim identifies the holder).
-    Oidc { rules: Vec<String>, subject: String },
+    /// An OIDC token admitted by the named rules (the `sub` claim identifies the holder); its
+    /// verified claims, for publish rules.
+    Oidc { rules: Vec<String>, subject: String, claims: Arc<serde_json::Value> },
 }
 
 /// An authenticated (or anonymous) client and what it may read.
@@ -91,7 +93,9 @@ impl Client {
             Who::Anonymous => "an anonymous client".to_owned(),
             Who::Token { name } => format!("token {name:?}"),
             Who::User { name } => format!("user {name:?}"),
-            Who::Oidc { rules, subject } => format!("OIDC subject {subject:?} (rule {})", rules.join(", ")),
+            Who::Oidc { rules, subject, .. } => {
+                format!("OIDC subject {subject:?} (rule {})", rules.join(", "))
+            }
         }
     }
 }

@@ -186,7 +186,7 @@ impl Oidc {
             let expires = claims.get("exp").and_then(serde_json::Value::as_u64).unwrap_or(now);
             let reads = matched.iter().fold(UpstreamSet::default(), |set, rule| set.union(rule.reads));
             let rules = matched.iter().map(|r| r.name.clone()).collect();
-            let client = Client { who: Who::Oidc { rules, subject }, reads };
+            let client = Client { who: Who::Oidc { rules, subject, claims: Arc::new(claims) }, reads };
             self.verified.insert(hash, (client.clone(), expires));
             return Now::Decided(Ok(client));
         }
@@ -201,24 +201,31 @@ impl Rule {
     /// The first claim rule the verified `claims` do not meet, in words, or `None`.
     fn unmet_claim(&self, claims: &serde_json::Value) -> Option<String> {
         let subject = claims.get("sub").and_then(|v| v.as_str()).unwrap_or("?");
-        for (claim, patterns) in &self.claims {
-            let values: Vec<String> = match claims.get(claim) {
-                None | Some(serde_json::Value::Null) => Vec::new(),
-                Some(serde_json::Value::Array(items)) => items.iter().map(scalar).collect(),
-                Some(value) => vec![scalar(value)],
-            };
-            let met = values.iter().any(|value| patterns.iter().any(|p| glob_match(p, value)));
-            if !met {
-                let shown = if values.is_empty() { "(missing)".to_owned() } else { values.join(", ") };
-                return Some(format!(
-                    "OIDC subject {subject:?} is not allowed: its claim {claim} = {shown} does not match rule {:?} ({})",
-                    self.name,
-                    patterns.join(" or ")
-                ));
-            }
-        }
-        None
+        let unmet = unmet_claim(claims, self.claims.iter().map(|(k, v)| (k.as_str(), v.as_slice())))?;
+        Some(format!("OIDC subject {subject:?} is not allowed: {unmet} of rule {:?}", self.name))
     }
+}
+
+/// The first of `rules` (claim name and globs, one of which must match) that the verified
+/// `claims` do not meet, in words (`its claim ref = refs/heads/x does not match
+/// (refs/heads/main)`), or `None` when all are met. Array claims match when any element does.
+pub fn unmet_claim<'a>(
+    claims: &serde_json::Value,
+    rules: impl IntoIterator<Item = (&'a str, &'a [String])>,
+) -> Option<String> {
+    for (claim, patterns) in rules {
+        let values: Vec<String> = match claims.get(claim) {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items.iter().map(scalar).collect(),
+            Some(value) => vec![scalar(value)],
+        };
+        let met = values.iter().any(|value| patterns.iter().any(|p| glob_match(p, value)));
+        if !met {
+            let shown = if values.is_empty() { "(missing)".to_owned() } else { values.join(", ") };
+            return Some(format!("its claim {claim} = {shown} does not match ({})", patterns.join(" or ")));
+        }
+    }
+    None
 }
 
 /// A claim value as text: strings as they are, numbers and booleans as JSON writes them.

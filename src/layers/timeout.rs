@@ -24,18 +24,20 @@ use crate::error::ServeError;
 #[derive(Debug, Clone, Copy)]
 pub struct TimeoutLayer {
     after: Duration,
+    /// For `/upload/…`, whose answer waits for the whole body to reach the upstream.
+    uploads: Duration,
 }
 
 impl TimeoutLayer {
-    pub fn new(after: Duration) -> Self {
-        TimeoutLayer { after }
+    pub fn new(after: Duration, uploads: Duration) -> Self {
+        TimeoutLayer { after, uploads }
     }
 }
 
 impl<S> tower::Layer<S> for TimeoutLayer {
     type Service = Timeout<S>;
     fn layer(&self, inner: S) -> Timeout<S> {
-        Timeout { inner, after: self.after }
+        Timeout { inner, after: self.after, uploads: self.uploads }
     }
 }
 
@@ -43,6 +45,7 @@ impl<S> tower::Layer<S> for TimeoutLayer {
 pub struct Timeout<S> {
     inner: S,
     after: Duration,
+    uploads: Duration,
 }
 
 impl<S, B> tower::Service<Request<B>> for Timeout<S>
@@ -58,7 +61,8 @@ where
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
-        Deadline { inner: self.inner.call(request), after: self.after, sleep: None }
+        let after = if request.uri().path().starts_with("/upload/") { self.uploads } else { self.after };
+        Deadline { inner: self.inner.call(request), after, sleep: None }
     }
 }
 

@@ -184,6 +184,23 @@ impl Resolver {
         &self.upstreams[index]
     }
 
+    /// The upstreams that may own `project` (a route pins it to one; otherwise all).
+    pub fn candidates(&self, project: &ProjectName) -> Vec<usize> {
+        candidates(&self.routes, self.upstreams.len(), project)
+    }
+
+    /// A project was just published to an upstream: forget the 404s remembered for it, so the
+    /// next lookup asks again.
+    pub fn forget_not_found(&self, project: &ProjectName) {
+        for i in 0..self.upstreams.len() {
+            self.not_found.invalidate(&(i, project.clone()));
+        }
+    }
+
+    pub fn position_of(&self, name: &str) -> Option<usize> {
+        self.position(name)
+    }
+
     fn position(&self, name: &str) -> Option<usize> {
         self.upstreams.iter().position(|u| u.name() == name)
     }

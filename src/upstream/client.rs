@@ -17,9 +17,15 @@ use rustls::pki_types::CertificateDer;
 use super::UpstreamError;
 use super::egress::{Egress, EgressConnector};
 
+/// A request body that streams (an upload).
+pub type StreamingBody =
+    http_body_util::combinators::UnsyncBoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
 #[derive(Clone, Debug)]
 pub struct HttpClient {
     inner: Client<HttpsConnector<EgressConnector>, Empty<Bytes>>,
+    /// The same connector pool's twin for requests with a body (uploads).
+    streaming: Client<HttpsConnector<EgressConnector>, StreamingBody>,
 }
 
 impl HttpClient {
@@ -55,12 +61,22 @@ impl HttpClient {
             .enable_http1()
             .enable_http2()
             .wrap_connector(EgressConnector::new(http, egress));
-        let inner = Client::builder(TokioExecutor::new())
+        let mut builder = Client::builder(TokioExecutor::new());
+        builder
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .build(https);
-        Ok(HttpClient { inner })
+            .pool_idle_timeout(Duration::from_secs(60));
+        let streaming = builder.build(https.clone());
+        let inner = builder.build(https);
+        Ok(HttpClient { inner, streaming })
+    }
+
+    /// Sends a request whose body streams (an upload); nothing is retried.
+    pub async fn send_body(
+        &self,
+        request: Request<StreamingBody>,
+    ) -> Result<Response<Incoming>, UpstreamError> {
+        self.streaming.request(request).await.map_err(|e| UpstreamError::from_client(&e))
     }
 
     pub async fn request(&self, request: Request<Empty<Bytes>>) -> Result<Response<Incoming>, UpstreamError> {

@@ -12,9 +12,10 @@ mod client;
 mod egress;
 mod error;
 mod page;
+mod upload;
 
 pub use body::{Expected, VerifiedBody};
-pub use client::HttpClient;
+pub use client::{HttpClient, StreamingBody};
 pub use egress::Egress;
 pub use error::UpstreamError;
 pub use page::{PageAnswer, Validators};
@@ -47,6 +48,8 @@ pub struct Upstream {
     /// The name as a header value (`X-Pipgate-Upstream`), built once.
     name_header: HeaderValue,
     base: Url,
+    /// Where uploads go (`upload_url`), if anywhere.
+    upload_url: Option<Url>,
     credential: Option<Arc<dyn Credential>>,
     client: HttpClient,
     timeout: Duration,
@@ -67,6 +70,7 @@ const MAX_RETRY_AFTER: Duration = Duration::from_secs(300);
 pub struct UpstreamSettings {
     pub name: String,
     pub base: Url,
+    pub upload_url: Option<Url>,
     pub credential: Option<Arc<dyn Credential>>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -97,6 +101,7 @@ impl Upstream {
             name_header,
             name: settings.name.into(),
             base: settings.base,
+            upload_url: settings.upload_url,
             credential: settings.credential,
             client,
             timeout: settings.timeout,

@@ -5,6 +5,7 @@
 pub mod binary;
 pub mod fake_index;
 pub mod identity;
+pub mod jwt;
 pub mod proxy;
 pub mod python;
 pub mod tls;

@@ -138,7 +138,22 @@ pub struct PypiServer {
 }
 
 impl PypiServer {
+    /// Requires `user:password` for listing and downloads (uploads stay off).
     pub async fn start(packages: &Path, user: &str, password: &str) -> PypiServer {
+        Self::start_with(packages, user, password, "download,list").await
+    }
+
+    /// Takes uploads too, with `user:password` required for them and for reading.
+    pub async fn start_for_uploads(packages: &Path, user: &str, password: &str) -> PypiServer {
+        Self::start_with(packages, user, password, "update,download,list").await
+    }
+
+    /// The upload endpoint (pypiserver takes the legacy upload API at its root).
+    pub fn upload_url(&self) -> String {
+        self.url.trim_end_matches("simple/").to_owned()
+    }
+
+    async fn start_with(packages: &Path, user: &str, password: &str, authenticate: &str) -> PypiServer {
         let dir = tempfile::tempdir().unwrap();
         let htpasswd = dir.path().join("htpasswd");
         let status = std::process::Command::new(venv_bin("python"))
@@ -150,7 +165,7 @@ impl PypiServer {
         assert!(status.success(), "htpasswd file written");
         let port = free_port();
         let child = Command::new(venv_bin("pypi-server"))
-            .args(["run", "-i", "127.0.0.1", "-p", &port.to_string(), "-a", "download,list", "-P"])
+            .args(["run", "-i", "127.0.0.1", "-p", &port.to_string(), "-a", authenticate, "-P"])
             .arg(&htpasswd)
             // Without this, pypiserver redirects unknown projects to pypi.org.
             .arg("--disable-fallback")
