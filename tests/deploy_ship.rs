@@ -436,7 +436,15 @@ fn every_shipped_pipgate_config_passes_check_config() {
 #[test]
 fn ci_examples_validate_against_their_schemas() {
     let checker = venv_bin("check-jsonschema");
-    must_pass(&checker, &["--builtin-schema", "vendor.github-workflows", "deploy/ci/github-actions.yml"]);
+    must_pass(
+        &checker,
+        &[
+            "--builtin-schema",
+            "vendor.github-workflows",
+            "deploy/ci/github-actions.yml",
+            "deploy/ci/github-publish.yml",
+        ],
+    );
     must_pass(&checker, &["--builtin-schema", "vendor.gitlab-ci", "deploy/ci/gitlab-ci.yml"]);
     for file in ["deploy/ci/github-actions.yml", "deploy/ci/gitlab-ci.yml"] {
         let text = std::fs::read_to_string(repo(file)).unwrap();
