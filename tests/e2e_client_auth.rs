@@ -11,9 +11,9 @@ mod support;
 
 use std::path::Path;
 
-use support::fake_index::{FakeFile, FakeIndex};
+use support::fake_index::FakeIndex;
 use support::python::{
-    Run, installed_origin, installed_version, pip_install_with, public_wheels, uv_install_with,
+    Run, installed_origin, installed_version, pip_install_with, public_index, uv_install_with,
 };
 use support::{Pipgate, config_for, wheel};
 
@@ -30,13 +30,7 @@ struct World {
 async fn world() -> World {
     let private = FakeIndex::start().await;
     private.add("acme-core", wheel::build("acme-core", "1.0.0", "private"));
-    let public = FakeIndex::start().await;
-    for path in public_wheels() {
-        let file = FakeFile::from_path(&path);
-        let project = file.filename.split('-').next().unwrap().to_lowercase();
-        public.add(&project, file);
-    }
-    public.add("acme-core", wheel::build("acme-core", "99.0.0", "attacker"));
+    let public = public_index(true).await;
     let htpasswd = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(htpasswd.path(), format!("alice:{}\n", bcrypt::hash(PASSWORD, 4).unwrap())).unwrap();
     let access = format!(

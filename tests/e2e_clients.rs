@@ -19,9 +19,10 @@ mod support;
 use std::path::Path;
 
 use pipgate::config::MapEnv;
-use support::fake_index::{FakeFile, FakeIndex};
+use support::fake_index::FakeIndex;
 use support::python::{
-    PypiServer, Run, installed_origin, installed_version, pip_install, public_wheels, uv_install,
+    PypiServer, Run, installed_origin, installed_version, pip_install, public_index, public_wheels,
+    uv_install,
 };
 use support::{Pipgate, wheel};
 
@@ -47,13 +48,7 @@ async fn world_with(extra: &str) -> World {
     std::fs::write(packages.path().join(&private_wheel.filename), &private_wheel.bytes).unwrap();
     let private = PypiServer::start(packages.path(), "ci", PASSWORD).await;
 
-    let public = FakeIndex::start().await;
-    for path in public_wheels() {
-        let file = FakeFile::from_path(&path);
-        let project = file.filename.split('-').next().unwrap().to_lowercase();
-        public.add(&project, file);
-    }
-    public.add("acme-core", wheel::build("acme-core", "99.0.0", "attacker"));
+    let public = public_index(true).await;
 
     let config = format!(
         r#"[[upstream]]

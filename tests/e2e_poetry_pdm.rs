@@ -11,8 +11,8 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use support::fake_index::{FakeFile, FakeIndex};
-use support::python::{e2e_dir, public_wheels, venv_bin};
+use support::fake_index::FakeIndex;
+use support::python::{e2e_dir, public_index, venv_bin};
 use support::{Pipgate, config_for, wheel};
 
 const TOKEN: &str = "pgt_poetry-pdm-token-4e7a1c9b";
@@ -20,13 +20,7 @@ const TOKEN: &str = "pgt_poetry-pdm-token-4e7a1c9b";
 async fn world() -> (Pipgate, FakeIndex, FakeIndex) {
     let private = FakeIndex::start().await;
     private.add("acme-core", wheel::build("acme-core", "1.0.0", "private"));
-    let public = FakeIndex::start().await;
-    for path in public_wheels() {
-        let file = FakeFile::from_path(&path);
-        let project = file.filename.split('-').next().unwrap().to_lowercase();
-        public.add(&project, file);
-    }
-    public.add("acme-core", wheel::build("acme-core", "99.0.0", "attacker"));
+    let public = public_index(true).await;
     let access =
         format!("[access]\n[[access.token]]\nname = \"ci\"\nhash = \"{}\"\n", pipgate::hash_token(TOKEN));
     let config = config_for(&[("corp", &private.url()), ("pypi", &public.url())], &access);

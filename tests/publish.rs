@@ -16,9 +16,9 @@ use std::sync::{Arc, Mutex};
 use base64::Engine;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use support::fake_index::{FakeFile, FakeIndex};
+use support::fake_index::FakeIndex;
 use support::jwt::{Jwks, SigningKey, sign, signing_key};
-use support::python::{PypiServer, installed_origin, pip_install, public_wheels, venv_bin};
+use support::python::{PypiServer, installed_origin, pip_install, public_index, venv_bin};
 use support::{Pipgate, wheel};
 
 const FEED_PASSWORD: &str = "feed-pw-canary-93d1";
@@ -99,12 +99,7 @@ async fn world(max_bytes: &str) -> World {
     std::fs::write(packages.path().join(&existing.filename), &existing.bytes).unwrap();
     let feed = PypiServer::start_for_uploads(packages.path(), "feed", FEED_PASSWORD).await;
     let staging = RecordingFeed::start().await;
-    let public = FakeIndex::start().await;
-    for path in public_wheels() {
-        let file = FakeFile::from_path(&path);
-        let project = file.filename.split('-').next().unwrap().to_lowercase();
-        public.add(&project, file);
-    }
+    let public = public_index(false).await;
     let key = signing_key("k1");
     let jwks = Jwks::start(vec![key.jwk.clone()]).await;
     let config = format!(
@@ -253,6 +248,24 @@ async fn run(program: &std::path::Path, args: &[&str]) -> (bool, String) {
     )
 }
 
+/// `twine upload` of one file with the release token.
+async fn twine_upload(url: &str, file: &std::path::Path) -> (bool, String) {
+    let file = file.to_str().unwrap();
+    let args = [
+        "upload",
+        "--non-interactive",
+        "--disable-progress-bar",
+        "--repository-url",
+        url,
+        "-u",
+        "__token__",
+        "-p",
+        RELEASE_TOKEN,
+        file,
+    ];
+    run(&venv_bin("twine"), &args).await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twine_and_uv_publish_with_pipgates_credential_and_pip_installs_at_once() {
     let w = world("10MiB").await;
@@ -266,22 +279,7 @@ async fn twine_and_uv_publish_with_pipgates_credential_and_pip_installs_at_once(
     assert!(!pip_install(&index, target.path(), &["acme-widget"]).await.success);
 
     let upload_url = format!("{}/upload/corp/", w.pipgate.base);
-    let (ok, output) = run(
-        &venv_bin("twine"),
-        &[
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            &upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            RELEASE_TOKEN,
-            wheel_path.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, output) = twine_upload(&upload_url, &wheel_path).await;
     assert!(ok, "twine upload failed:\n{output}");
     assert!(!output.contains(FEED_PASSWORD));
     let run_pip = pip_install(&index, target.path(), &["acme-widget==1.0.0"]).await;
@@ -289,22 +287,7 @@ async fn twine_and_uv_publish_with_pipgates_credential_and_pip_installs_at_once(
     assert_eq!(installed_origin(target.path(), "acme_widget").as_deref(), Some("private"));
 
     // The same file again: the feed's 409 comes back as a 409 that twine shows.
-    let (ok, output) = run(
-        &venv_bin("twine"),
-        &[
-            "upload",
-            "--non-interactive",
-            "--disable-progress-bar",
-            "--repository-url",
-            &upload_url,
-            "-u",
-            "__token__",
-            "-p",
-            RELEASE_TOKEN,
-            wheel_path.to_str().unwrap(),
-        ],
-    )
-    .await;
+    let (ok, output) = twine_upload(&upload_url, &wheel_path).await;
     assert!(!ok, "a second upload of the same file succeeded:\n{output}");
     assert!(output.contains("409"), "{output}");
 

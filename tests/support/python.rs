@@ -38,6 +38,21 @@ pub fn public_wheels() -> Vec<PathBuf> {
     wheels
 }
 
+/// A public index holding the real public wheels, and (with `attacker`) an attacker's
+/// `acme-core` 99.0.0, the name a private feed owns.
+pub async fn public_index(attacker: bool) -> super::fake_index::FakeIndex {
+    let public = super::fake_index::FakeIndex::start().await;
+    for path in public_wheels() {
+        let file = super::fake_index::FakeFile::from_path(&path);
+        let project = file.filename.split('-').next().unwrap().to_lowercase();
+        public.add(&project, file);
+    }
+    if attacker {
+        public.add("acme-core", super::wheel::build("acme-core", "99.0.0", "attacker"));
+    }
+    public
+}
+
 /// The output of a finished client run.
 #[derive(Debug)]
 pub struct Run {
