@@ -14,7 +14,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 runs=${FUZZ_RUNS:-20000}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(project_name accept html_page json_page config)
+[ ${#targets[@]} -gt 0 ] || targets=(project_name accept html_page json_page config wheel_metadata)
 
 if ! rustup run nightly rustc --version >/dev/null 2>&1; then
   echo "fuzz.sh: the nightly toolchain is missing (rustup toolchain install nightly)" >&2
