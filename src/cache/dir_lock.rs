@@ -87,10 +87,11 @@ mod tests {
         tokio::task::yield_now().await;
         assert!(!waiting.is_finished(), "it waits while the directory is held");
         drop(first);
-        waiting.await.unwrap().expect("taken once the holder is gone");
-        let _held = claim(dir.path(), 1).unwrap_err();
+        let second = waiting.await.unwrap().expect("taken once the holder is gone");
+        claim(dir.path(), 1).unwrap_err();
         let gave_up = claim_waiting(dir.path(), 1, std::time::Duration::from_millis(300)).await.unwrap_err();
         assert!(gave_up.to_string().contains("in use by another pipgate"), "{gave_up}");
+        drop(second);
     }
 
     #[test]

@@ -31,7 +31,8 @@ use crate::handler::{CACHE_HEADER, UPSTREAM_HEADER};
 use crate::metrics::Metrics;
 
 /// The bounded route labels: never a project or file name.
-const ROUTES: [&str; 7] = ["simple_root", "simple_project", "files", "metrics", "health", "admin", "other"];
+const ROUTES: [&str; 8] =
+    ["simple_root", "simple_project", "files", "metrics", "health", "admin", "upload", "other"];
 
 fn route_of(path: &str) -> usize {
     match path {
@@ -41,7 +42,8 @@ fn route_of(path: &str) -> usize {
         _ if path.starts_with("/simple/") => 1,
         _ if path.starts_with("/files/") => 2,
         _ if path.starts_with("/admin/") => 5,
-        _ => 6,
+        _ if path.starts_with("/upload/") => 6,
+        _ => 7,
     }
 }
 
@@ -309,6 +311,7 @@ mod tests {
             ("/metrics", "metrics"),
             ("/readyz", "health"),
             ("/admin/shadowed", "admin"),
+            ("/upload/corp/", "upload"),
             ("/favicon.ico", "other"),
         ] {
             assert_eq!(route_label(path), label, "{path}");
