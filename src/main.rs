@@ -89,8 +89,9 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
             tracing::info!(upstream = %upstream.name, url = %upstream.url, auth = upstream.auth.is_some(), "upstream");
         }
         let notify_socket = std::env::var("NOTIFY_SOCKET").ok();
+        let stop = shutdown_signal();
         pipgate::notify_systemd(notify_socket.as_deref(), "READY=1");
-        shutdown_signal().await;
+        stop.await;
         pipgate::notify_systemd(notify_socket.as_deref(), "STOPPING=1");
         server.shutdown().await;
         Ok(())
@@ -124,25 +125,29 @@ fn hash_token(generate: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGINT or SIGTERM (Kubernetes sends SIGTERM before it kills a pod).
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Resolves on SIGINT or SIGTERM (Kubernetes sends SIGTERM before it kills a pod). The
+/// handlers are installed when this is called, not when the future is first polled, so a
+/// signal that arrives right after readiness is reported still drains instead of killing.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    async move {
+        #[cfg(unix)]
+        let terminate = async move {
+            match terminate {
+                Some(mut signal) => {
+                    signal.recv().await;
+                }
+                None => std::future::pending().await,
             }
-            Err(_) => std::future::pending().await,
+        };
+        #[cfg(not(unix))]
+        let terminate = std::future::pending::<()>();
+        tokio::select! {
+            _ = ctrl_c => {},
+            () = terminate => {},
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        tracing::info!("shutdown signal received");
     }
-    tracing::info!("shutdown signal received");
 }

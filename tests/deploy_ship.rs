@@ -89,8 +89,13 @@ fn the_dockerfile_is_hadolint_clean() {
     must_pass(&venv_bin("hadolint"), &["Dockerfile"]);
 }
 
+/// The two tests that start the binary on a port picked with `free_port` run one at a time,
+/// so they cannot pick the same port and talk to each other's pipgate.
+static BINARY_ON_A_PORT: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 #[tokio::test]
 async fn the_image_command_line_serves_the_embedded_default_as_its_user() {
+    let _one_at_a_time = BINARY_ON_A_PORT.lock().await;
     let instructions = dockerfile();
     let build = instructions
         .iter()
@@ -128,39 +133,50 @@ async fn the_image_command_line_serves_the_embedded_default_as_its_user() {
 
     // The image's cache volume, here a directory of the test owned by the image's user.
     let cache = tempfile::tempdir().unwrap();
-    let port = free_port();
-    for (key, value) in env.iter_mut() {
-        match key.as_str() {
-            "PIPGATE_CACHE__DIR" => *value = cache.path().display().to_string(),
-            "PIPGATE_SERVER__LISTEN" => {
-                assert!(value.starts_with("0.0.0.0:"), "the image listens on every address: {value}");
-                *value = format!("0.0.0.0:{port}");
-            }
-            _ => {}
-        }
-    }
-    let mut command = tokio::process::Command::new(&binary);
-    command.args(&cmd).env_clear().envs(env.iter().map(|(k, v)| (k, v))).kill_on_drop(true);
-    command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
-    // As root (CI), run as the image's user, from a directory it cannot write: like the read-only
-    // root filesystem, anything written outside the cache would fail.
     let root_dir = tempfile::tempdir().unwrap();
-    command.current_dir(root_dir.path());
     if running_as_root() {
         std::os::unix::fs::chown(cache.path(), Some(uid), Some(uid)).unwrap();
-        command.uid(uid).gid(uid);
     }
-    let mut child = command.spawn().unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let mut ready = false;
-    for _ in 0..200 {
-        if support::get(&format!("{base}/readyz"), &[]).await.is_ok_and(|a| a.status == 200) {
-            ready = true;
-            break;
+    // A port free a moment ago may be taken by a parallel test before pipgate binds it: then
+    // pipgate exits, and the next port is tried.
+    let (mut child, base) = 'start: {
+        for _ in 0..5 {
+            let port = free_port();
+            for (key, value) in env.iter_mut() {
+                match key.as_str() {
+                    "PIPGATE_CACHE__DIR" => *value = cache.path().display().to_string(),
+                    "PIPGATE_SERVER__LISTEN" => {
+                        assert!(value.starts_with("0.0.0.0:"), "the image listens on every address: {value}");
+                        *value = format!("0.0.0.0:{port}");
+                    }
+                    _ => {}
+                }
+            }
+            let mut command = tokio::process::Command::new(&binary);
+            command.args(&cmd).env_clear().envs(env.iter().map(|(k, v)| (k, v))).kill_on_drop(true);
+            command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+            // As root (CI), run as the image's user, from a directory it cannot write: like the
+            // read-only root filesystem, anything written outside the cache would fail.
+            command.current_dir(root_dir.path());
+            if running_as_root() {
+                command.uid(uid).gid(uid);
+            }
+            let mut child = command.spawn().unwrap();
+            let base = format!("http://127.0.0.1:{port}");
+            for _ in 0..200 {
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                if support::get(&format!("{base}/readyz"), &[]).await.is_ok_and(|a| a.status == 200)
+                    && child.try_wait().unwrap().is_none()
+                {
+                    break 'start (child, base);
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
         }
-        tokio::time::sleep(Duration::from_millis(25)).await;
-    }
-    assert!(ready, "the image's command line did not serve /readyz");
+        panic!("the image's command line did not serve /readyz");
+    };
     let health = support::get(&format!("{base}/healthz"), &[]).await.unwrap();
     assert_eq!(health.status, 200);
     assert!(cache.path().join(".lock").exists(), "the cache volume holds pipgate's state");
@@ -488,26 +504,36 @@ fn which(program: &str) -> Result<PathBuf, ()> {
 
 #[tokio::test]
 async fn pipgate_tells_systemd_when_it_serves_and_when_it_drains() {
+    let _one_at_a_time = BINARY_ON_A_PORT.lock().await;
     let dir = tempfile::tempdir().unwrap();
     let socket_path = dir.path().join("notify.sock");
     let socket = tokio::net::UnixDatagram::bind(&socket_path).unwrap();
     let cache = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipgate"))
-        .arg("serve")
-        .env_clear()
-        .env("NOTIFY_SOCKET", &socket_path)
-        .env("PIPGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
-        .env("PIPGATE_CACHE__DIR", cache.path())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
     let mut buf = [0u8; 64];
-    let n = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf))
-        .await
-        .expect("READY within 10 s")
-        .unwrap();
+    // A port free a moment ago may be taken by a parallel test before pipgate binds it: then
+    // pipgate exits, and the next port is tried.
+    let (mut child, port, n) = 'start: {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_pipgate"))
+                .arg("serve")
+                .env_clear()
+                .env("NOTIFY_SOCKET", &socket_path)
+                .env("PIPGATE_SERVER__LISTEN", format!("127.0.0.1:{port}"))
+                .env("PIPGATE_CACHE__DIR", cache.path())
+                .stderr(std::process::Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .unwrap();
+            tokio::select! {
+                received = tokio::time::timeout(Duration::from_secs(10), socket.recv(&mut buf)) => {
+                    break 'start (child, port, received.expect("READY within 10 s").unwrap());
+                }
+                _ = child.wait() => continue,
+            }
+        }
+        panic!("pipgate did not start on any of 5 ports");
+    };
     assert_eq!(&buf[..n], b"READY=1");
     // Ready means serving.
     assert_eq!(support::get(&format!("http://127.0.0.1:{port}/healthz"), &[]).await.unwrap().status, 200);

@@ -168,14 +168,8 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
         }
     }
     for (i, route) in config.routes.iter_mut().enumerate() {
-        let Some(position) = config.upstreams.iter().position(|u| u.name == route.upstream) else {
-            let names: Vec<&str> = config.upstreams.iter().map(|u| u.name.as_str()).collect();
-            return Err(errors.at(
-                &format!("route[{i}].upstream"),
-                format!("no upstream is named {:?} (known: {})", route.upstream, names.join(", ")),
-            ));
-        };
-        route.upstream_index = position;
+        route.upstream_index =
+            named_upstream(&config.upstreams, &route.upstream, &format!("route[{i}].upstream"), errors)?;
         if route.projects.is_empty() {
             return Err(
                 errors.at(&format!("route[{i}].projects"), "a route needs at least one project pattern")
@@ -260,6 +254,25 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
     Ok(())
 }
 
+/// The position of the upstream called `name`, or an error at `key` that lists the names.
+fn named_upstream<U: AsRef<str>>(
+    upstreams: &[U],
+    name: &str,
+    key: &str,
+    errors: &Errors<'_>,
+) -> Result<usize, ConfigError> {
+    upstreams.iter().position(|u| u.as_ref() == name).ok_or_else(|| {
+        let names: Vec<&str> = upstreams.iter().map(AsRef::as_ref).collect();
+        errors.at(key, format!("no upstream is named {name:?} (known: {})", names.join(", ")))
+    })
+}
+
+impl AsRef<str> for UpstreamConfig {
+    fn as_ref(&self) -> &str {
+        &self.name
+    }
+}
+
 /// `[publish]`: the default and every rule name an upstream that takes uploads; every rule
 /// names who it admits.
 fn check_publish(
@@ -268,12 +281,7 @@ fn check_publish(
     errors: &Errors<'_>,
 ) -> Result<(), ConfigError> {
     let uploading = |name: &str, key: &str| -> Result<usize, ConfigError> {
-        let Some(position) = upstreams.iter().position(|u| u.name == name) else {
-            let names: Vec<&str> = upstreams.iter().map(|u| u.name.as_str()).collect();
-            return Err(
-                errors.at(key, format!("no upstream is named {name:?} (known: {})", names.join(", ")))
-            );
-        };
+        let position = named_upstream(upstreams, name, key, errors)?;
         if upstreams[position].upload_url.is_none() {
             return Err(errors.at(key, format!("upstream {name:?} has no upload_url")));
         }
@@ -423,13 +431,7 @@ fn upstream_set(
             set = set.union(UpstreamSet::first(upstreams.len()));
             continue;
         }
-        let Some(position) = upstreams.iter().position(|u| u == name) else {
-            return Err(errors.at(
-                &format!("{key}[{j}]"),
-                format!("no upstream is named {name:?} (known: {})", upstreams.join(", ")),
-            ));
-        };
-        set = set.with(position);
+        set = set.with(named_upstream(upstreams, name, &format!("{key}[{j}]"), errors)?);
     }
     Ok(set)
 }
