@@ -84,10 +84,10 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
     let config = config::load(&source, &ProcessEnv)?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     runtime.block_on(async {
-        let server = pipgate::start(&config, &ProcessEnv).await?;
         for upstream in &config.upstreams {
             tracing::info!(upstream = %upstream.name, url = %upstream.url, auth = upstream.auth.is_some(), "upstream");
         }
+        let server = pipgate::start(&config, &ProcessEnv).await?;
         let notify_socket = std::env::var("NOTIFY_SOCKET").ok();
         let stop = shutdown_signal();
         pipgate::notify_systemd(notify_socket.as_deref(), "READY=1");

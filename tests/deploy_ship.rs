@@ -185,8 +185,12 @@ async fn the_image_command_line_serves_the_embedded_default_as_its_user() {
         0,
         "nothing is written outside the cache"
     );
-    child.start_kill().unwrap();
-    let output = child.wait_with_output().await.unwrap();
+    // Kubernetes stops a pod with SIGTERM: the image's process drains and exits cleanly.
+    let pid = child.id().unwrap();
+    std::process::Command::new("kill").arg(pid.to_string()).status().unwrap();
+    let output =
+        tokio::time::timeout(Duration::from_secs(15), child.wait_with_output()).await.unwrap().unwrap();
+    assert!(output.status.success(), "the image's command exits cleanly on SIGTERM: {:?}", output.status);
     let log = String::from_utf8_lossy(&output.stderr);
     assert!(log.contains("\"pipgate listening\""), "JSON logs as the image sets them:\n{log}");
 }

@@ -76,8 +76,10 @@ impl Server {
         let addr = listener.local_addr().expect("a bound listener has an address");
         let (stop, stopped) = oneshot::channel();
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let task = tokio::spawn(accept_loop(listener, service, stopped, limits, tls, record_peer));
+        // Logged before the accept loop exists, so no request is ever logged ahead of it (on a
+        // busy machine the loop's worker thread can serve before this thread runs on).
         tracing::info!(%addr, scheme, "pipgate listening");
+        let task = tokio::spawn(accept_loop(listener, service, stopped, limits, tls, record_peer));
         Server { addr, stop: Some(stop), task }
     }
 
