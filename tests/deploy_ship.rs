@@ -139,7 +139,7 @@ async fn the_image_command_line_serves_the_embedded_default_as_its_user() {
     }
     // A port free a moment ago may be taken by a parallel test before pipgate binds it: then
     // pipgate exits, and the next port is tried.
-    let (mut child, base) = 'start: {
+    let (child, base) = 'start: {
         for _ in 0..5 {
             let port = free_port();
             for (key, value) in env.iter_mut() {
