@@ -40,7 +40,7 @@ fn bench(c: &mut Criterion) {
         let json = json_page(files);
         let model = parse_project_json(json.as_bytes(), &base, project.as_str()).unwrap();
         let html = render_project_html(&model);
-        let client = client_page(&model, &project);
+        let client = client_page(&model, &project, None);
 
         let mut group = c.benchmark_group(format!("page_{files}_files"));
         group.throughput(Throughput::Bytes(json.len() as u64));
@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
             b.iter(|| parse_project_json(black_box(json.as_bytes()), &base, project.as_str()).unwrap())
         });
         group.bench_function(BenchmarkId::new("rewrite", "urls"), |b| {
-            b.iter(|| client_page(black_box(&model), &project))
+            b.iter(|| client_page(black_box(&model), &project, None))
         });
         group.bench_function(BenchmarkId::new("render", "json"), |b| {
             b.iter(|| render_project_json(black_box(&client)))

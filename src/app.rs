@@ -18,6 +18,7 @@ use tower::util::BoxCloneSyncService;
 
 use crate::auth::SecretValue;
 use crate::cache::files::FileStore;
+use crate::cache::metadata::MetadataStore;
 use crate::cache::page_disk::PageDisk;
 use crate::cache::{Freshness, PageCache, RootCache};
 use crate::config::{Config, Environment};
@@ -133,6 +134,7 @@ pub async fn state(config: &Config, env: &dyn Environment) -> Result<State, Buil
             name: upstream.name.clone(),
             base: upstream.url.clone(),
             upload_url: upstream.upload_url.clone(),
+            synthesize_metadata: upstream.synthesize_metadata,
             credential,
             connect_timeout: upstream.connect_timeout,
             timeout: upstream.timeout,
@@ -182,8 +184,15 @@ pub async fn state(config: &Config, env: &dyn Environment) -> Result<State, Buil
         revalidate_interval: cache.revalidate_interval,
         negative_ttl: cache.negative_ttl,
     };
-    let pages =
-        Arc::new(PageCache::new(resolver, cache.memory_max_size, Some(disk), freshness, metrics.clone()));
+    let metadata = Arc::new(MetadataStore::new(files.clone(), cache.metadata_memory_size));
+    let pages = Arc::new(PageCache::new(
+        resolver,
+        cache.memory_max_size,
+        Some(disk),
+        freshness,
+        metadata,
+        metrics.clone(),
+    ));
     let index = Index::new(pages, files, RootCache::new(cache.index_ttl), metrics.clone());
     for (name, cap) in [("index", cache.memory_max_size), ("file", cache.max_size)] {
         metrics.cache_max_bytes.with_label_values(&[name]).set(i64::try_from(cap).unwrap_or(i64::MAX));

@@ -10,6 +10,7 @@ use http::{Response, StatusCode, header};
 
 use crate::body::{ResponseBody, full};
 use crate::cache::files::FillError;
+use crate::cache::metadata::MetadataFailure;
 use crate::identity::Refusal;
 use crate::pypi::{InvalidName, NotAcceptable, ProjectName};
 use crate::resolve::ResolveError;
@@ -62,6 +63,9 @@ pub enum ServeError {
     /// An upload of a name that belongs elsewhere.
     #[error("{0}")]
     PublishRefused(String),
+    /// Metadata pipgate offers for a wheel could not be read out of it.
+    #[error("metadata of {filename:?} from upstream {upstream:?}: {error}")]
+    Metadata { upstream: String, filename: String, error: MetadataFailure },
     /// A read route was sent a request body (or body framing), which it never takes.
     #[error("a {0} request takes no body")]
     UnexpectedBody(&'static str),
@@ -83,6 +87,19 @@ impl ServeError {
             }
             error => {
                 ServeError::Download { upstream: upstream.to_owned(), filename: filename.to_owned(), error }
+            }
+        }
+    }
+
+    /// Reading the metadata of `filename`, a wheel of `upstream`, failed. An upstream that
+    /// failed is an upstream failure like any other.
+    pub fn metadata_failed(upstream: &str, filename: &str, error: MetadataFailure) -> Self {
+        match error {
+            MetadataFailure::Upstream(error) => {
+                ServeError::Upstream(ResolveError::Upstream { upstream: upstream.to_owned(), error })
+            }
+            error => {
+                ServeError::Metadata { upstream: upstream.to_owned(), filename: filename.to_owned(), error }
             }
         }
     }
@@ -111,6 +128,8 @@ impl ServeError {
             },
             ServeError::Download { error: FillError::Io(_), .. } => StatusCode::INTERNAL_SERVER_ERROR,
             ServeError::Download { .. } => StatusCode::BAD_GATEWAY,
+            ServeError::Metadata { error: MetadataFailure::Cache(_), .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ServeError::Metadata { .. } => StatusCode::BAD_GATEWAY,
             ServeError::RequestTimeout(_) => StatusCode::GATEWAY_TIMEOUT,
             ServeError::Access(refusal) => match refusal {
                 Refusal::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -130,7 +149,7 @@ impl ServeError {
             ServeError::Upstream(e) => {
                 tracing::warn!(upstream = e.upstream(), status = status.as_u16(), "{message}")
             }
-            ServeError::Download { upstream, .. } => {
+            ServeError::Download { upstream, .. } | ServeError::Metadata { upstream, .. } => {
                 tracing::warn!(%upstream, status = status.as_u16(), "{message}")
             }
             ServeError::RequestTimeout(_) => tracing::warn!(status = status.as_u16(), "{message}"),

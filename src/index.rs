@@ -10,13 +10,14 @@ use http::Response;
 
 use crate::cache::entry::CachedProject;
 use crate::cache::files::{FileStore, Fill, Lookup, is_sha256};
+use crate::cache::metadata::{CoreMetadataFile, MetadataFailure, WheelRef};
 use crate::cache::rendered::Rendered;
 use crate::cache::{CacheResult, PageCache, RootCache};
 use crate::error::ServeError;
 use crate::identity::{Client, Refusal};
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
-use crate::pypi::simple::CoreMetadata;
+use crate::pypi::simple::{CoreMetadata, version_from_filename};
 use crate::resolve::{Owned, Shadowed};
 use crate::upstream::{Expected, Upstream, VerifiedBody};
 
@@ -44,6 +45,23 @@ pub struct ListedFile {
     pub expected: Expected,
     /// Lowercase hex, when the index gives one: the cache key and the ETag.
     pub sha256: Option<String>,
+}
+
+/// What a `/files/` path names: a file the owner's page lists (or the metadata file the owner
+/// offers beside it), or the metadata pipgate offers for a listed wheel whose owner offers none.
+#[derive(Debug)]
+pub enum Located {
+    File(ListedFile),
+    Metadata(WheelMetadata),
+}
+
+/// The metadata pipgate reads out of a listed wheel (PEP 658, for an owner without it).
+#[derive(Debug)]
+pub struct WheelMetadata {
+    /// The wheel, as its owner lists it.
+    pub wheel: ListedFile,
+    project: ProjectName,
+    version: String,
 }
 
 /// Where the bytes of a listed file come from.
@@ -105,13 +123,15 @@ impl Index {
         project: &ProjectName,
         filename: &str,
         client: &Client,
-    ) -> Result<ListedFile, ServeError> {
+    ) -> Result<Located, ServeError> {
         let answer = self.lookup(project, false).await?;
         self.check_read(client, project, &answer)?;
-        locate(filename, &answer.project, answer.owner.clone()).ok_or_else(|| ServeError::FileNotListed {
-            project: project.clone(),
-            filename: filename.to_owned(),
-            upstream: answer.owner.name().to_owned(),
+        locate(project, filename, &answer.project, answer.owner.clone()).ok_or_else(|| {
+            ServeError::FileNotListed {
+                project: project.clone(),
+                filename: filename.to_owned(),
+                upstream: answer.owner.name().to_owned(),
+            }
         })
     }
 
@@ -157,6 +177,44 @@ impl Index {
         };
         self.metrics.cache_lookups.with_label_values(&["file", result]).inc();
         source
+    }
+
+    /// The METADATA of `wheel`, read out of the wheel: from memory, the cache, or the
+    /// upstream by ranges (see `cache::metadata`). What is learned (a hash, or a wheel that
+    /// cannot be offered) reaches the project's page in a re-render soon after.
+    pub async fn metadata(&self, wheel: &WheelMetadata) -> Result<Arc<CoreMetadataFile>, ServeError> {
+        let listed = &wheel.wheel;
+        let sha256 = listed.sha256.as_deref().expect("offered only for wheels with a sha256");
+        let upstream = listed.owner.name();
+        let got = self
+            .pages
+            .metadata()
+            .get(WheelRef {
+                owner: &listed.owner,
+                url: &listed.url,
+                expected: &listed.expected,
+                sha256,
+                project: &wheel.project,
+                version: &wheel.version,
+            })
+            .await;
+        match got {
+            Ok((metadata, source)) => {
+                self.metrics.core_metadata.with_label_values(&[upstream, source]).inc();
+                if source != "memory" {
+                    self.pages.rerender_soon(&wheel.project);
+                }
+                Ok(metadata)
+            }
+            Err(error) => {
+                self.metrics.core_metadata_failures.with_label_values(&[upstream, error.reason()]).inc();
+                if let MetadataFailure::Wheel(_) = error {
+                    tracing::warn!(%upstream, filename = %listed.filename, %error, "the wheel's metadata cannot be offered");
+                    self.pages.rerender_soon(&wheel.project);
+                }
+                Err(ServeError::metadata_failed(upstream, &listed.filename, error))
+            }
+        }
     }
 
     /// Sets the gauges that describe the caches now (at scrape time: cheap, and exact then).
@@ -277,7 +335,13 @@ impl Index {
     }
 }
 
-fn locate(filename: &str, page: &CachedProject, owner: Arc<Upstream>) -> Option<ListedFile> {
+fn locate(
+    project: &ProjectName,
+    filename: &str,
+    page: &CachedProject,
+    owner: Arc<Upstream>,
+) -> Option<Located> {
+    let synthesizes = owner.synthesizes_metadata();
     let listed = |url: String, sha256: Option<&String>, size: Option<u64>| {
         let sha256 = sha256.map(|h| h.to_ascii_lowercase()).filter(|h| is_sha256(h));
         ListedFile {
@@ -289,15 +353,24 @@ fn locate(filename: &str, page: &CachedProject, owner: Arc<Upstream>) -> Option<
         }
     };
     if let Some(file) = page.file(filename) {
-        return Some(listed(file.url.clone(), file.hashes.get("sha256"), file.size));
+        return Some(Located::File(listed(file.url.clone(), file.hashes.get("sha256"), file.size)));
     }
     let stem = filename.strip_suffix(".metadata")?;
-    let file = page.file(stem).filter(|f| f.has_metadata())?;
+    let file = page.file(stem)?;
+    if synthesizes && file.wheel_without_metadata().is_some() {
+        let version = version_from_filename(project.as_str(), &file.filename)?.to_owned();
+        let mut wheel = listed(file.url.clone(), file.hashes.get("sha256"), file.size);
+        wheel.filename = file.filename.clone();
+        return Some(Located::Metadata(WheelMetadata { wheel, project: project.clone(), version }));
+    }
+    if !file.has_metadata() {
+        return None;
+    }
     let mut url = url::Url::parse(&file.url).ok()?;
     url.set_path(&format!("{}.metadata", url.path()));
     let sha256 = match &file.core_metadata {
         Some(CoreMetadata::Hashes(hashes)) => hashes.get("sha256"),
         _ => None,
     };
-    Some(listed(url.into(), sha256, None))
+    Some(Located::File(listed(url.into(), sha256, None)))
 }

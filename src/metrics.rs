@@ -63,8 +63,14 @@ pub struct Metrics {
     /// `pipgate_file_pass_through_total{upstream, reason="no_hash|disk"}`: files streamed
     /// without the cache (listed without a sha256, or the cache disk failing).
     pub pass_through: IntCounterVec,
-    /// `pipgate_upstream_bytes_total{upstream, kind="page|root|file"}`: bytes received.
+    /// `pipgate_upstream_bytes_total{upstream, kind="page|root|file|range"}`: bytes received.
     pub upstream_bytes: IntCounterVec,
+    /// `pipgate_core_metadata_total{upstream, source="memory|disk|wheel|ranges|fill"}`: wheel
+    /// metadata pipgate served for an upstream that offers none, by where it came from.
+    pub core_metadata: IntCounterVec,
+    /// `pipgate_core_metadata_failures_total{upstream, reason="wheel|upstream|cache"}`: metadata
+    /// that could not be extracted (a malformed wheel, an upstream error, no cache to fill into).
+    pub core_metadata_failures: IntCounterVec,
     /// `pipgate_tls_reloads_total{result="ok|error"}`: certificate rotations picked up or refused.
     pub tls_reloads: IntCounterVec,
     /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
@@ -226,6 +232,16 @@ impl Metrics {
                 "Bytes received from upstreams",
                 &["upstream", "kind"],
             ),
+            core_metadata: counter(
+                "pipgate_core_metadata_total",
+                "Wheel metadata served for upstreams that offer none, by source",
+                &["upstream", "source"],
+            ),
+            core_metadata_failures: counter(
+                "pipgate_core_metadata_failures_total",
+                "Wheel metadata that could not be extracted, by reason",
+                &["upstream", "reason"],
+            ),
             tls_reloads: counter(
                 "pipgate_tls_reloads_total",
                 "TLS certificate rotations picked up (ok) or refused (error)",
@@ -287,8 +303,11 @@ impl Metrics {
             self.fail_closed.with_label_values(&[upstream]);
             self.access_denied.with_label_values(&[upstream]);
             self.held_projects.with_label_values(&[upstream]);
-            for kind in ["page", "root", "file"] {
+            for kind in ["page", "root", "file", "range"] {
                 self.upstream_bytes.with_label_values(&[upstream, kind]);
+            }
+            for reason in ["wheel", "upstream", "cache"] {
+                self.core_metadata_failures.with_label_values(&[upstream, reason]);
             }
             for reason in ["no_hash", "disk"] {
                 self.pass_through.with_label_values(&[upstream, reason]);

@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::rendered::Rendered;
 use crate::pypi::ProjectName;
-use crate::pypi::rewrite::client_page;
+use crate::pypi::rewrite::{MetadataOffer, client_page};
 use crate::pypi::simple::{DistFile, ProjectPage, render_project_html, render_project_json};
 use crate::upstream::Validators;
 
@@ -30,16 +30,17 @@ pub struct CachedProject {
 }
 
 impl CachedProject {
-    /// Renders `page` for clients. Costs milliseconds for large pages: run off the reactor.
+    /// Renders `page` for clients, offering metadata for wheels that lack it when `offer`
+    /// is given. Costs milliseconds for large pages: run off the reactor.
     pub fn new(
         project: &ProjectName,
         owner: usize,
         page: ProjectPage,
         validators: Validators,
         fetched_at: SystemTime,
+        offer: Option<MetadataOffer>,
     ) -> CachedProject {
-        let client = client_page(&page, project);
-        let rendered = Rendered::new(render_project_json(&client), render_project_html(&client).into_bytes());
+        let rendered = render(project, &page, offer);
         let mut by_filename = HashMap::with_capacity(page.files.len());
         for (i, file) in page.files.iter().enumerate() {
             // The first listing of a name wins, as it would for a client reading the page.
@@ -69,6 +70,20 @@ impl CachedProject {
         }
     }
 
+    /// The same page version rendered again, for what pipgate now knows about the metadata
+    /// it offers (a hash learned, a wheel refused).
+    pub fn rerendered(&self, project: &ProjectName, offer: Option<MetadataOffer>) -> CachedProject {
+        CachedProject {
+            owner: self.owner,
+            page: self.page.clone(),
+            validators: self.validators.clone(),
+            fetched_at: self.fetched_at,
+            rendered: Arc::new(render(project, &self.page, offer)),
+            by_filename: self.by_filename.clone(),
+            last_attempt_ms: AtomicU64::new(self.last_attempt_ms.load(Ordering::Relaxed)),
+        }
+    }
+
     /// The file this page lists under `filename`.
     pub fn file(&self, filename: &str) -> Option<&DistFile> {
         self.by_filename.get(filename).map(|&i| &self.page.files[i])
@@ -94,6 +109,11 @@ impl CachedProject {
         let json = self.rendered.weight();
         u32::try_from(json * 2 + 512).unwrap_or(u32::MAX)
     }
+}
+
+fn render(project: &ProjectName, page: &ProjectPage, offer: Option<MetadataOffer>) -> Rendered {
+    let client = client_page(page, project, offer);
+    Rendered::new(render_project_json(&client), render_project_html(&client).into_bytes())
 }
 
 fn millis(at: SystemTime) -> u64 {

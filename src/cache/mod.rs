@@ -6,10 +6,12 @@
 //! - [`files`]: artifacts on disk, content-addressed by sha256, verified before they are
 //!   committed, filled once however many clients ask, evicted least-recently-used.
 //! - [`root`]: the root project list, merged from every upstream and kept for `index_ttl`.
+//! - [`metadata`]: PEP 658 metadata read out of wheels whose upstream offers none.
 
 pub mod dir_lock;
 pub mod entry;
 pub mod files;
+pub mod metadata;
 pub mod page_disk;
 pub mod pages;
 pub mod rendered;

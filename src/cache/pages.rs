@@ -16,16 +16,18 @@
 //! client (I7), and a project never seen before fails closed (I2). A page that does not parse
 //! is an error, so it is never cached.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use tokio::sync::watch;
 
 use super::entry::{CachedProject, Entry};
+use super::metadata::MetadataStore;
 use super::page_disk::PageDisk;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
+use crate::pypi::rewrite::MetadataOffer;
 use crate::resolve::{Resolution, ResolveError, Resolver};
 
 /// The answer for a project: its cached page, and whether that page is past its freshness.
@@ -71,6 +73,11 @@ pub struct Freshness {
     pub negative_ttl: Duration,
 }
 
+/// How long after learning something about a project's wheel metadata its page is rendered
+/// again: a resolver asks for many of one project's wheels in a burst, and one re-render
+/// covers them all.
+const RERENDER_AFTER: Duration = Duration::from_millis(500);
+
 #[derive(Debug)]
 pub struct PageCache {
     resolver: Arc<Resolver>,
@@ -78,6 +85,10 @@ pub struct PageCache {
     disk: Option<PageDisk>,
     freshness: Freshness,
     inflight: Mutex<HashMap<ProjectName, watch::Receiver<Option<Outcome>>>>,
+    /// Where offered metadata comes from; pages of upstreams that synthesize it offer it.
+    metadata: Arc<MetadataStore>,
+    /// Projects with a re-render scheduled.
+    rerenders: Mutex<HashSet<ProjectName>>,
     metrics: Arc<Metrics>,
 }
 
@@ -87,17 +98,78 @@ impl PageCache {
         memory_bytes: u64,
         disk: Option<PageDisk>,
         freshness: Freshness,
+        metadata: Arc<MetadataStore>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let memory = moka::sync::Cache::builder()
             .max_capacity(memory_bytes)
             .weigher(|_: &ProjectName, entry: &Entry| entry.weight())
             .build();
-        PageCache { resolver, memory, disk, freshness, inflight: Mutex::new(HashMap::new()), metrics }
+        PageCache {
+            resolver,
+            memory,
+            disk,
+            freshness,
+            inflight: Mutex::new(HashMap::new()),
+            metadata,
+            rerenders: Mutex::new(HashSet::new()),
+            metrics,
+        }
     }
 
     pub fn resolver(&self) -> &Arc<Resolver> {
         &self.resolver
+    }
+
+    pub fn metadata(&self) -> &Arc<MetadataStore> {
+        &self.metadata
+    }
+
+    /// Builds the cached form of a page of the upstream at `owner`, offering synthesized
+    /// metadata if that upstream has it on. Blocking (renders): run off the reactor.
+    fn build(
+        resolver: &Resolver,
+        metadata: &MetadataStore,
+        owner: usize,
+        make: impl FnOnce(Option<MetadataOffer>) -> CachedProject,
+    ) -> CachedProject {
+        if resolver.upstream(owner).synthesizes_metadata() {
+            let offer = |sha256: &str| metadata.offer(sha256);
+            make(Some(&offer))
+        } else {
+            make(None)
+        }
+    }
+
+    /// Renders the cached page of `project` again shortly, so it carries what was just learned
+    /// about its wheels' metadata (a hash, or a wheel that cannot be offered). At most one
+    /// re-render is pending per project; a page replaced meanwhile is left alone (the new one
+    /// was rendered with the new knowledge).
+    pub fn rerender_soon(self: &Arc<Self>, project: &ProjectName) {
+        if !self.rerenders.lock().expect("rerenders lock").insert(project.clone()) {
+            return;
+        }
+        let (cache, project) = (self.clone(), project.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(RERENDER_AFTER).await;
+            cache.rerenders.lock().expect("rerenders lock").remove(&project);
+            let Some(Entry::Found(current)) = cache.memory.get(&project) else { return };
+            let rendering = cache.clone();
+            let (name, old) = (project.clone(), current.clone());
+            let Ok(fresh) = tokio::task::spawn_blocking(move || {
+                let store = rendering.metadata.clone();
+                Self::build(&rendering.resolver, &store, old.owner, |offer| old.rerendered(&name, offer))
+            })
+            .await
+            else {
+                return;
+            };
+            let fresh = Entry::Found(Arc::new(fresh));
+            cache.memory.entry(project).and_compute_with(|now| match now.map(|e| e.into_value()) {
+                Some(Entry::Found(now)) if Arc::ptr_eq(&now, &current) => moka::ops::compute::Op::Put(fresh),
+                _ => moka::ops::compute::Op::Nop,
+            });
+        });
     }
 
     /// The page of `project` under the flow above; `Ok(None)` when no upstream has it.
@@ -152,12 +224,21 @@ impl PageCache {
 
     async fn load_from_disk(&self, project: &ProjectName) -> Option<Entry> {
         let disk = self.disk.clone()?;
-        let owners: Vec<String> = self.resolver.upstreams().iter().map(|u| u.name().to_owned()).collect();
+        let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
         let project_name = project.clone();
         let loaded = tokio::task::spawn_blocking(move || {
             let stored = disk.load(&project_name)?;
-            let owner = owners.iter().position(|name| *name == stored.owner)?;
-            Some(CachedProject::new(&project_name, owner, stored.page, stored.validators, stored.fetched_at))
+            let owner = resolver.position_of(&stored.owner)?;
+            Some(Self::build(&resolver, &metadata, owner, |offer| {
+                CachedProject::new(
+                    &project_name,
+                    owner,
+                    stored.page,
+                    stored.validators,
+                    stored.fetched_at,
+                    offer,
+                )
+            }))
         })
         .await
         .ok()??;
@@ -236,8 +317,11 @@ impl PageCache {
                     );
                 }
                 let project_name = project.clone();
+                let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
                 let cached = tokio::task::spawn_blocking(move || {
-                    CachedProject::new(&project_name, owner, *page, validators, now)
+                    Self::build(&resolver, &metadata, owner, |offer| {
+                        CachedProject::new(&project_name, owner, *page, validators, now, offer)
+                    })
                 })
                 .await
                 .expect("rendering a page does not panic");

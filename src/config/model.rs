@@ -481,6 +481,10 @@ pub struct CacheConfig {
     /// Memory for index pages (parsed and rendered). Default `256MiB`.
     #[serde(default = "default_memory_size", with = "byte_size")]
     pub memory_max_size: u64,
+    /// Memory for wheel metadata that pipgate reads out of wheels (see
+    /// `upstream[].synthesize_metadata`); it is kept on disk too. Default `8MiB`.
+    #[serde(default = "default_metadata_memory_size", with = "byte_size")]
+    pub metadata_memory_size: u64,
     /// How long an index page is fresh. Default `10m`.
     #[serde(default = "default_index_ttl", with = "duration")]
     pub index_ttl: Duration,
@@ -510,6 +514,10 @@ pub struct CacheConfig {
 
 fn default_lock_wait() -> Duration {
     Duration::from_secs(60)
+}
+
+fn default_metadata_memory_size() -> u64 {
+    8 << 20
 }
 
 fn default_slots() -> usize {
@@ -570,6 +578,11 @@ pub struct UpstreamConfig {
     /// Azure feed's `…/_packaging/{feed}/pypi/upload/`. Default: none (no publishing here).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upload_url: Option<Url>,
+    /// Offer PEP 658 metadata for wheels this upstream lists without it, read out of the wheel
+    /// (by range requests, or from the cached wheel). Default `true`; metadata the upstream
+    /// offers itself is passed through either way.
+    #[serde(default = "default_true")]
+    pub synthesize_metadata: bool,
 }
 
 impl UpstreamConfig {

@@ -18,7 +18,7 @@ use crate::body::{ResponseBody, empty};
 use crate::cache::files::{FileChunks, Fill, FillError, Phase, file_chunks};
 use crate::error::ServeError;
 use crate::identity::Client;
-use crate::index::{FileSource, ListedFile};
+use crate::index::{FileSource, ListedFile, Located, WheelMetadata};
 use crate::pypi::ProjectName;
 use crate::state::State;
 
@@ -38,7 +38,10 @@ pub async fn file(
         return Err(ServeError::NotFound);
     }
     let filename = decode_segment(filename_segment).ok_or(ServeError::NotFound)?;
-    let listed = state.index.file(&project, &filename, client).await?;
+    let listed = match state.index.file(&project, &filename, client).await? {
+        Located::File(listed) => listed,
+        Located::Metadata(wheel) => return synthesized_metadata(state, method, headers, &wheel).await,
+    };
     let mut base = Answer::new(&listed);
     if let Some(etag) = &base.etag {
         if not_modified(headers, etag) {
@@ -63,6 +66,33 @@ pub async fn file(
             pass_through(state, base, method, &listed).await
         }
     }
+}
+
+/// The METADATA pipgate read out of a wheel whose owner offers none. Its ETag is its own
+/// sha256, the one pages advertise once it is known.
+async fn synthesized_metadata(
+    state: &State,
+    method: &Method,
+    headers: &HeaderMap,
+    wheel: &WheelMetadata,
+) -> Result<Response<ResponseBody>, ServeError> {
+    let metadata = state.index.metadata(wheel).await?;
+    let base = Answer {
+        upstream: wheel.wheel.owner.name_header().clone(),
+        content_type: HeaderValue::from_static(guess_content_type(".metadata")),
+        etag: Some(HeaderValue::from_str(&format!("\"{}\"", metadata.sha256)).expect("hex is header-safe")),
+        cache: "hit",
+    };
+    let etag = base.etag.clone().expect("set above");
+    if not_modified(headers, &etag) {
+        return Ok(base.finish(StatusCode::NOT_MODIFIED, None, None, empty()));
+    }
+    let size = metadata.bytes.len() as u64;
+    let body = if method == Method::HEAD { empty() } else { crate::body::full(metadata.bytes.clone()) };
+    let mut response = base.finish(StatusCode::OK, Some(size), None, body);
+    // Kilobytes, always sent whole.
+    response.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("none"));
+    Ok(response)
 }
 
 /// A file being filled: a full download streams as soon as the upstream answers; a range

@@ -9,7 +9,7 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::ProjectName;
-use super::simple::ProjectPage;
+use super::simple::{CoreMetadata, ProjectPage};
 
 /// Characters kept as they are in one path segment: RFC 3986 unreserved ones and `+` (common in
 /// local version labels such as `1.0+cpu`). Everything else is percent-encoded.
@@ -21,11 +21,28 @@ pub fn client_file_url(project: &ProjectName, filename: &str) -> String {
     format!("../../files/{project}/{}", utf8_percent_encode(filename, PATH_SEGMENT))
 }
 
-/// The page as a client sees it: the owner's page with file URLs pointing at pipgate.
-pub fn client_page(upstream_page: &ProjectPage, project: &ProjectName) -> ProjectPage {
+/// What pipgate offers for a wheel whose upstream offers no metadata, by the wheel's sha256:
+/// `None` offers nothing.
+pub type MetadataOffer<'a> = &'a dyn Fn(&str) -> Option<CoreMetadata>;
+
+/// The page as a client sees it: the owner's page with file URLs pointing at pipgate, and,
+/// with `offer`, PEP 658 metadata advertised for wheels the owner lists without it (in both
+/// spellings, so old and new clients agree; `yanked` and every other field stay as they are).
+pub fn client_page(
+    upstream_page: &ProjectPage,
+    project: &ProjectName,
+    offer: Option<MetadataOffer>,
+) -> ProjectPage {
     let mut page = upstream_page.clone();
     for file in &mut page.files {
         file.url = client_file_url(project, &file.filename);
+        if let Some(offer) = offer
+            && let Some(sha256) = file.wheel_without_metadata()
+            && let Some(metadata) = offer(&sha256.to_ascii_lowercase())
+        {
+            file.core_metadata = Some(metadata.clone());
+            file.dist_info_metadata = Some(metadata);
+        }
     }
     page
 }
@@ -43,7 +60,7 @@ mod tests {
         let base = url::Url::parse("https://feed.test/simple/acme-core/").unwrap();
         let upstream = parse_project_json(body, &base, "acme-core").unwrap();
         let project = ProjectName::new("acme-core").unwrap();
-        let page = client_page(&upstream, &project);
+        let page = client_page(&upstream, &project, None);
         assert_eq!(page.files[0].url, "../../files/acme-core/acme_core-1.0+cpu-py3-none-any.whl");
         assert_eq!(page.files[0].hashes, upstream.files[0].hashes, "hashes survive the rewrite");
         let resolved = base.join(&page.files[0].url).unwrap();

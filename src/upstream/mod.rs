@@ -12,6 +12,7 @@ mod client;
 mod egress;
 mod error;
 mod page;
+mod ranged;
 mod upload;
 
 pub use body::{Expected, VerifiedBody};
@@ -19,6 +20,7 @@ pub use client::{HttpClient, StreamingBody};
 pub use egress::Egress;
 pub use error::UpstreamError;
 pub use page::{PageAnswer, Validators};
+pub use ranged::{ByteRange, RangeAnswer};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -50,6 +52,8 @@ pub struct Upstream {
     base: Url,
     /// Where uploads go (`upload_url`), if anywhere.
     upload_url: Option<Url>,
+    /// Whether pipgate offers metadata for wheels this upstream lists without it.
+    synthesize_metadata: bool,
     credential: Option<Arc<dyn Credential>>,
     client: HttpClient,
     timeout: Duration,
@@ -71,6 +75,7 @@ pub struct UpstreamSettings {
     pub name: String,
     pub base: Url,
     pub upload_url: Option<Url>,
+    pub synthesize_metadata: bool,
     pub credential: Option<Arc<dyn Credential>>,
     pub connect_timeout: Duration,
     pub timeout: Duration,
@@ -102,6 +107,7 @@ impl Upstream {
             name: settings.name.into(),
             base: settings.base,
             upload_url: settings.upload_url,
+            synthesize_metadata: settings.synthesize_metadata,
             credential: settings.credential,
             client,
             timeout: settings.timeout,
@@ -123,6 +129,12 @@ impl Upstream {
     /// The URL of `project`'s page on this upstream.
     pub fn project_url(&self, project: &crate::pypi::ProjectName) -> Url {
         self.base.join(&format!("{project}/")).expect("a normalized name is a valid path segment")
+    }
+
+    /// Whether pipgate offers PEP 658 metadata for wheels this upstream lists without it
+    /// (`synthesize_metadata`).
+    pub fn synthesizes_metadata(&self) -> bool {
+        self.synthesize_metadata
     }
 
     /// Ready when its credential (if any) can authenticate: an Azure token has arrived.
@@ -179,7 +191,7 @@ impl Upstream {
         let result = async {
             let url = Url::parse(url).map_err(|_| UpstreamError::UnsupportedUrl("not a URL".into()))?;
             let (response, _) =
-                tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File, None))
+                tokio::time::timeout(self.timeout, self.send(url, "*/*", Purpose::File, None, None))
                     .await
                     .map_err(|_| UpstreamError::Timeout(self.timeout))??;
             let (parts, body) = response.into_parts();
@@ -203,6 +215,7 @@ impl Upstream {
         accept: &'static str,
         purpose: Purpose,
         validators: Option<&Validators>,
+        range: Option<&HeaderValue>,
     ) -> Result<(Response<Incoming>, Url), UpstreamError> {
         let mut retried_auth = false;
         let mut redirects = 0;
@@ -225,6 +238,9 @@ impl Upstream {
             }
             if let Some(validators) = validators {
                 validators.apply(request.headers_mut());
+            }
+            if let Some(range) = range {
+                request.headers_mut().insert(header::RANGE, range.clone());
             }
             if purpose == Purpose::Page {
                 // Large pages (thousands of files) travel several times faster compressed; the

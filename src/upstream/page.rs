@@ -104,7 +104,7 @@ impl Upstream {
         parsed
     }
 
-    fn count_received(&self, kind: &str, bytes: &[u8]) {
+    pub(super) fn count_received(&self, kind: &str, bytes: &[u8]) {
         self.metrics.upstream_bytes.with_label_values(&[&self.name, kind]).inc_by(bytes.len() as u64);
     }
 
@@ -140,7 +140,8 @@ impl Upstream {
     /// it finally came from (for relative links).
     async fn fetch_body(&self, url: Url, validators: Option<&Validators>) -> Result<Fetched, UpstreamError> {
         let fetch = async {
-            let (response, final_url) = self.send(url, UPSTREAM_ACCEPT, Purpose::Page, validators).await?;
+            let (response, final_url) =
+                self.send(url, UPSTREAM_ACCEPT, Purpose::Page, validators, None).await?;
             let status = response.status();
             if status == StatusCode::NOT_FOUND || status == StatusCode::GONE {
                 return Ok(Fetched::NotFound);

@@ -55,6 +55,8 @@ pub enum FileMode {
     ResetMidBody,
     /// Sends the body in 64 KiB pieces with this pause between them.
     Slow(Duration),
+    /// Serves `Range: bytes=…` requests with a 206 (as blob storage does); the rest whole.
+    Ranges,
 }
 
 #[derive(Clone, Debug)]
@@ -95,6 +97,13 @@ impl FakeFile {
             yanked: None,
             omit_hash: false,
         }
+    }
+
+    /// The same file, offered without a PEP 658 metadata file (as Azure Artifacts lists
+    /// wheels).
+    pub fn without_metadata(mut self) -> Self {
+        self.metadata = None;
+        self
     }
 
     /// The same file, listed without a sha256.
@@ -139,6 +148,8 @@ struct State {
     tracks: BTreeMap<String, Vec<String>>,
     /// File name → the URL its JSON page entry gives instead of `../../files/{name}`.
     file_urls: BTreeMap<String, String>,
+    /// Body bytes of every `/files/` answer.
+    file_bytes_sent: u64,
 }
 
 #[derive(Clone)]
@@ -255,6 +266,11 @@ impl FakeIndex {
     }
 
     /// Stops answering: new connections are refused.
+    /// Body bytes this index has sent for `/files/` requests (files, ranges and metadata).
+    pub fn file_bytes_sent(&self) -> u64 {
+        self.state.lock().unwrap().file_bytes_sent
+    }
+
     pub fn stop(&self) {
         self.task.abort();
     }
@@ -299,7 +315,11 @@ async fn answer(
         return Ok(full(401, "text/plain", "unauthorized"));
     }
     if let Some(filename) = path.strip_prefix("/files/") {
-        return Ok(serve_file(&state, filename, &file_mode).await);
+        let range = req.headers().get("range").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let response = serve_file(&state, filename, &file_mode, range.as_deref()).await;
+        let sent = http_body::Body::size_hint(response.body()).exact().unwrap_or(0);
+        state.lock().unwrap().file_bytes_sent += sent;
+        return Ok(response);
     }
     if path.starts_with("/_signin") {
         return Ok(full(200, "text/html", "<form><input type=password></form>"));
@@ -432,7 +452,12 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
     encoder.finish().unwrap()
 }
 
-async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) -> Response<Body> {
+async fn serve_file(
+    state: &Arc<Mutex<State>>,
+    filename: &str,
+    mode: &FileMode,
+    range: Option<&str>,
+) -> Response<Body> {
     let (wanted, is_metadata) = match filename.strip_suffix(".metadata") {
         Some(stem) => (stem, true),
         None => (filename, false),
@@ -449,6 +474,16 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
     }
     match mode {
         FileMode::Serve => full(200, "application/octet-stream", file.bytes),
+        FileMode::Ranges => match range.and_then(|r| byte_range(r, file.bytes.len() as u64)) {
+            Some((start, end)) => {
+                let mut response =
+                    full(206, "application/octet-stream", file.bytes.slice(start as usize..end as usize));
+                let content_range = format!("bytes {start}-{}/{}", end - 1, file.bytes.len());
+                response.headers_mut().insert("content-range", content_range.parse().unwrap());
+                response
+            }
+            None => full(200, "application/octet-stream", file.bytes),
+        },
         FileMode::Slow(pause) => {
             let pause = *pause;
             let pieces: Vec<Bytes> = file.bytes.chunks(64 * 1024).map(Bytes::copy_from_slice).collect();
@@ -478,6 +513,17 @@ async fn serve_file(state: &Arc<Mutex<State>>, filename: &str, mode: &FileMode) 
             streamed(file.bytes.len(), futures_stream(half, reset))
         }
     }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` of a `len`-byte file as `(start, end)`, end exclusive.
+fn byte_range(header: &str, len: u64) -> Option<(u64, u64)> {
+    let (first, last) = header.strip_prefix("bytes=")?.split_once('-')?;
+    let (start, end) = match (first, last) {
+        ("", n) => (len.saturating_sub(n.parse().ok()?), len),
+        (a, "") => (a.parse().ok()?, len),
+        (a, b) => (a.parse().ok()?, (b.parse::<u64>().ok()? + 1).min(len)),
+    };
+    (start < end).then_some((start, end))
 }
 
 /// A 200 that promises `length` bytes and sends what `stream` yields.

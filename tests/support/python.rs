@@ -130,6 +130,23 @@ pub async fn uv_install_with(index_url: &str, target: &Path, args: &[&str], env:
     finish(command).await
 }
 
+/// `uv ARGS…` with a fresh cache and the test virtualenv's Python, `pip ARGS…` likewise:
+/// for the commands the install helpers do not cover (`uv pip compile`, `pip install
+/// --dry-run --report`).
+pub async fn uv(args: &[&str]) -> Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = isolated(&venv_bin("uv"), home.path());
+    command.args(args).env("UV_HTTP_RETRIES", "0").env("UV_HTTP_TIMEOUT", "20");
+    finish(command).await
+}
+
+pub async fn pip(args: &[&str]) -> Run {
+    let home = tempfile::tempdir().unwrap();
+    let mut command = isolated(&venv_bin("python"), home.path());
+    command.args(["-m", "pip"]).args(args).args(["--no-cache-dir", "--retries", "0", "--timeout", "20"]);
+    finish(command).await
+}
+
 /// The `ORIGIN` an installed test module declares, read from the target directory.
 pub fn installed_origin(target: &Path, module: &str) -> Option<String> {
     let text = std::fs::read_to_string(target.join(module).join("__init__.py")).ok()?;

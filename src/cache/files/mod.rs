@@ -171,6 +171,27 @@ impl FileStore {
         *self.degraded_until.lock().expect("degraded lock") = Some(std::time::Instant::now() + DEGRADED_FOR);
     }
 
+    /// The committed file for `sha256`, if the store holds it (no fill is started).
+    pub fn cached(&self, sha256: &str) -> Option<(Arc<File>, u64)> {
+        match self.hit(sha256)? {
+            Lookup::Hit { file, size } => Some((file, size)),
+            _ => None,
+        }
+    }
+
+    /// Stores `bytes` under `key` (a sha256-shaped name) as a committed file: for small
+    /// derived files such as a wheel's extracted metadata, which then share the store's size
+    /// cap and eviction with the files they came from. Blocking: run off the reactor.
+    pub fn put_small(&self, key: &str, bytes: &[u8]) -> std::io::Result<()> {
+        debug_assert!(is_sha256(key));
+        let temp = self.temp_path(key);
+        let written = std::fs::write(&temp, bytes).and_then(|()| self.commit(key, &temp, bytes.len() as u64));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written
+    }
+
     fn hit(&self, sha256: &str) -> Option<Lookup> {
         let size = self.index.get(sha256)?;
         match File::open(self.path(sha256)) {

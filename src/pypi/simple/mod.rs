@@ -175,6 +175,17 @@ impl DistFile {
     pub fn has_metadata(&self) -> bool {
         self.core_metadata.as_ref().is_some_and(CoreMetadata::is_available)
     }
+
+    /// The sha256 (as listed) of a wheel whose upstream offers no metadata file: pipgate can
+    /// read METADATA out of it and offer it itself. Sdists have no reliable static metadata,
+    /// and a file without a sha256 could not be verified or cached, so both are left alone.
+    pub fn wheel_without_metadata(&self) -> Option<&str> {
+        if !self.filename.ends_with(".whl") || self.has_metadata() {
+            return None;
+        }
+        let sha256 = self.hashes.get("sha256")?;
+        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha256.as_str())
+    }
 }
 
 impl ProjectPage {
