@@ -10,7 +10,7 @@ mod support;
 
 use pipgate::config::MapEnv;
 use support::fake_index::{FakeFile, FakeIndex, FileMode};
-use support::python::{installed_version, pip, uv, uv_install, venv_bin};
+use support::python::{installed_version, pip, pip_install, uv, uv_install, venv_bin};
 use support::wheel::build_with;
 use support::{Pipgate, config_for};
 
@@ -44,7 +44,9 @@ fn pins(output: &str) -> Vec<(String, String)> {
     let mut pins: Vec<(String, String)> = output
         .lines()
         .filter_map(|l| l.split_once("=="))
-        .map(|(name, version)| (name.trim().to_owned(), version.split_whitespace().next().unwrap_or("").to_owned()))
+        .map(|(name, version)| {
+            (name.trim().to_owned(), version.split_whitespace().next().unwrap_or("").to_owned())
+        })
         .collect();
     pins.sort();
     pins
@@ -95,7 +97,12 @@ async fn pip_dry_run(index_url: &str) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|i| (i["metadata"]["name"].as_str().unwrap().to_owned(), i["metadata"]["version"].as_str().unwrap().to_owned()))
+        .map(|i| {
+            (
+                i["metadata"]["name"].as_str().unwrap().to_owned(),
+                i["metadata"]["version"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     pins.sort();
     pins
@@ -126,7 +133,8 @@ async fn resolvers_backtrack_through_pipgate_reading_kilobytes_of_each_wheel() {
     assert!(pip_bytes * 20 < total, "{pip_bytes} of {total} bytes: more than 5%");
 
     // Without the feature a resolver through pipgate downloads the wheels it looks at.
-    let toml = config_for(&[("feed", &feed.url())], "").replace("timeout = \"3s\"", "synthesize_metadata = false");
+    let toml =
+        config_for(&[("feed", &feed.url())], "").replace("timeout = \"3s\"", "synthesize_metadata = false");
     let plain = Pipgate::start(&toml, MapEnv::default()).await;
     let before = feed.file_bytes_sent();
     assert_eq!(uv_compile(&plain.index_url()).await, direct);
@@ -134,11 +142,17 @@ async fn resolvers_backtrack_through_pipgate_reading_kilobytes_of_each_wheel() {
     eprintln!("uv pip compile through pipgate without synthesized metadata: {plain_bytes} upstream bytes");
     assert!(plain_bytes > total / 2, "{plain_bytes} of {total}");
 
-    // And the resolution installs: the wheels come through the same pipgate, verified.
-    let target = tempfile::tempdir().unwrap();
-    let run = uv_install(&pipgate.index_url(), target.path(), &["app"]).await;
-    assert!(run.success, "{}", run.output);
-    for (name, version) in EXPECTED {
-        assert_eq!(installed_version(target.path(), name).as_deref(), Some(version), "{name}");
+    // And the resolution installs, with uv and with pip: the wheels come through pipgate,
+    // verified, and the metadata each client read matched what it installed.
+    for client in ["uv", "pip"] {
+        let target = tempfile::tempdir().unwrap();
+        let run = match client {
+            "uv" => uv_install(&pipgate.index_url(), target.path(), &["app"]).await,
+            _ => pip_install(&fresh.index_url(), target.path(), &["app"]).await,
+        };
+        assert!(run.success, "{client}: {}", run.output);
+        for (name, version) in EXPECTED {
+            assert_eq!(installed_version(target.path(), name).as_deref(), Some(version), "{client}: {name}");
+        }
     }
 }

@@ -38,13 +38,19 @@ pub fn client_page(
         file.url = client_file_url(project, &file.filename);
         if let Some(offer) = offer
             && let Some(sha256) = file.wheel_without_metadata()
-            && let Some(metadata) = offer(&sha256.to_ascii_lowercase())
+            && let Some(metadata) = lowercase_then(sha256, offer)
         {
             file.core_metadata = Some(metadata.clone());
             file.dist_info_metadata = Some(metadata);
         }
     }
     page
+}
+
+/// `f(text)` with `text` in lowercase, copied only when it is not lowercase already (listed
+/// hashes almost always are; a page of thousands of wheels should not allocate for each).
+fn lowercase_then<T>(text: &str, f: impl Fn(&str) -> T) -> T {
+    if text.bytes().any(|b| b.is_ascii_uppercase()) { f(&text.to_ascii_lowercase()) } else { f(text) }
 }
 
 #[cfg(test)]
@@ -66,6 +72,39 @@ mod tests {
         let resolved = base.join(&page.files[0].url).unwrap();
         assert_eq!(resolved.path(), "/files/acme-core/acme_core-1.0+cpu-py3-none-any.whl");
         assert!(!page.files[0].url.contains("SECRET"));
+    }
+
+    #[test]
+    fn metadata_is_offered_only_for_hashed_wheels_without_it() {
+        let wheel_sha = "ab".repeat(32);
+        let body = format!(
+            r#"{{"meta":{{"api-version":"1.1"}},"name":"x","files":[
+            {{"filename":"x-1.0-py3-none-any.whl","hashes":{{"sha256":"{wheel_sha}"}},"url":"https://f.test/a","yanked":"bad"}},
+            {{"filename":"x-1.1-py3-none-any.whl","hashes":{{}},"url":"https://f.test/b"}},
+            {{"filename":"x-1.2-py3-none-any.whl","hashes":{{"sha256":"{wheel_sha}"}},"core-metadata":{{"sha256":"cd"}},"url":"https://f.test/c"}},
+            {{"filename":"x-1.0.tar.gz","hashes":{{"sha256":"{wheel_sha}"}},"url":"https://f.test/d"}}]}}"#
+        );
+        let base = url::Url::parse("https://f.test/simple/x/").unwrap();
+        let upstream = parse_project_json(body.as_bytes(), &base, "x").unwrap();
+        let project = ProjectName::new("x").unwrap();
+        let asked = std::cell::RefCell::new(Vec::new());
+        let offer = |sha: &str| {
+            asked.borrow_mut().push(sha.to_owned());
+            Some(CoreMetadata::Flag(true))
+        };
+        let page = client_page(&upstream, &project, Some(&offer));
+        assert_eq!(*asked.borrow(), [wheel_sha], "only the hashed wheel without metadata is asked about");
+        assert_eq!(page.files[0].core_metadata, Some(CoreMetadata::Flag(true)));
+        assert_eq!(page.files[0].dist_info_metadata, Some(CoreMetadata::Flag(true)));
+        assert_eq!(page.files[0].yanked, super::super::simple::Yanked::Reason("bad".into()));
+        assert_eq!(page.files[1].core_metadata, None, "no sha256: nothing to key or verify by");
+        assert_eq!(
+            page.files[2].core_metadata, upstream.files[2].core_metadata,
+            "the upstream's own, untouched"
+        );
+        assert_eq!(page.files[3].core_metadata, None, "sdists are left alone");
+        let refused = |_: &str| None;
+        assert_eq!(client_page(&upstream, &project, Some(&refused)).files[0].core_metadata, None);
     }
 
     #[test]
