@@ -87,9 +87,10 @@ fn serve(config_file: Option<PathBuf>) -> anyhow::Result<()> {
         for upstream in &config.upstreams {
             tracing::info!(upstream = %upstream.name, url = %upstream.url, auth = upstream.auth.is_some(), "upstream");
         }
+        // Before the first listener serves: once /readyz answers, a SIGTERM must drain, not kill.
+        let stop = shutdown_signal();
         let server = pipgate::start(&config, &ProcessEnv).await?;
         let notify_socket = std::env::var("NOTIFY_SOCKET").ok();
-        let stop = shutdown_signal();
         pipgate::notify_systemd(notify_socket.as_deref(), "READY=1");
         stop.await;
         pipgate::notify_systemd(notify_socket.as_deref(), "STOPPING=1");
@@ -127,27 +128,34 @@ fn hash_token(generate: bool) -> anyhow::Result<()> {
 
 /// Resolves on SIGINT or SIGTERM (Kubernetes sends SIGTERM before it kills a pod). The
 /// handlers are installed when this is called, not when the future is first polled, so a
-/// signal that arrives right after readiness is reported still drains instead of killing.
+/// signal that arrives as soon as the listener answers still drains instead of killing.
 fn shutdown_signal() -> impl std::future::Future<Output = ()> {
-    let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
-    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let signals = {
+        use tokio::signal::unix::{SignalKind, signal};
+        (signal(SignalKind::interrupt()).ok(), signal(SignalKind::terminate()).ok())
+    };
+    #[cfg(not(unix))]
+    let ctrl_c = tokio::signal::ctrl_c();
     async move {
         #[cfg(unix)]
-        let terminate = async move {
-            match terminate {
-                Some(mut signal) => {
-                    signal.recv().await;
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut signal) => {
+                        signal.recv().await;
+                    }
+                    None => std::future::pending().await,
                 }
-                None => std::future::pending().await,
+            };
+            let (interrupt, terminate) = signals;
+            tokio::select! {
+                () = wait(interrupt) => {},
+                () = wait(terminate) => {},
             }
-        };
-        #[cfg(not(unix))]
-        let terminate = std::future::pending::<()>();
-        tokio::select! {
-            _ = ctrl_c => {},
-            () = terminate => {},
         }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
         tracing::info!("shutdown signal received");
     }
 }
