@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests and the install benchmark need into .e2e/: a virtualenv
 # with pinned pip, uv, pypiserver and the deploy checkers (hadolint, kubernetes-validate,
-# check-jsonschema), poetry and pdm in virtualenvs of their own, and a few real public
-# wheels; and promtool (Debian's `prometheus` package), which checks the alert rules and the
+# check-jsonschema), poetry and pdm in virtualenvs of their own, the storage emulators (moto,
+# Azurite), and a few real public wheels; and promtool (Debian's `prometheus` package), which checks the alert rules and the
 # metrics exposition. It talks only to the package registries, and does nothing when
 # everything is already in place.
 set -euo pipefail
@@ -33,6 +33,26 @@ for tool in poetry pdm; do
     cp "$requirements" "$e2e/$tool/.requirements"
   fi
 done
+# The storage emulators of the shared-tier tests: moto's S3 server and the Azure Blob SDK in a
+# virtualenv of their own, and Azurite from the npm registry (tests/e2e/azurite, npm ci).
+requirements=tests/e2e/requirements-storage.txt
+if ! cmp -s "$requirements" "$e2e/storage/.requirements"; then
+  echo "test.sh: installing moto and the Azure Blob SDK into $e2e/storage"
+  rm -rf "$e2e/storage"
+  "$python" -m venv "$e2e/storage"
+  "$e2e/storage/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
+  cp "$requirements" "$e2e/storage/.requirements"
+fi
+if ! cmp -s tests/e2e/azurite/package-lock.json "$e2e/azurite/.package-lock"; then
+  command -v npm >/dev/null 2>&1 || { echo "test.sh: npm is needed to install Azurite (Debian: nodejs npm)" >&2; exit 1; }
+  echo "test.sh: installing Azurite into $e2e/azurite"
+  rm -rf "$e2e/azurite"
+  mkdir -p "$e2e/azurite"
+  cp tests/e2e/azurite/package.json tests/e2e/azurite/package-lock.json "$e2e/azurite/"
+  (cd "$e2e/azurite" && npm ci --silent --no-audit --no-fund >/dev/null)
+  cp tests/e2e/azurite/package-lock.json "$e2e/azurite/.package-lock"
+fi
+
 wheels_stamp="$e2e/wheels/.list"
 if ! cmp -s tests/e2e/public-wheels.txt "$wheels_stamp"; then
   echo "test.sh: downloading real public wheels"

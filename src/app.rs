@@ -20,6 +20,7 @@ use crate::auth::SecretValue;
 use crate::cache::files::FileStore;
 use crate::cache::metadata::MetadataStore;
 use crate::cache::page_disk::PageDisk;
+use crate::cache::shared::{SharedTier, TierSettings};
 use crate::cache::{Freshness, PageCache, RootCache};
 use crate::config::{Config, Environment};
 use crate::handler::{Router, Surface};
@@ -56,6 +57,8 @@ pub enum BuildError {
     CaFile { file: PathBuf, reason: String },
     #[error("{0}")]
     Access(#[from] crate::identity::AccessError),
+    #[error("[cache.shared]: {0}")]
+    SharedStore(#[from] crate::cache::shared::store::StoreError),
 }
 
 /// The request stack, outermost first. A request walks down it; its answer walks back up.
@@ -176,8 +179,12 @@ pub async fn state(config: &Config, env: &dyn Environment) -> Result<State, Buil
         shadow_recheck: ownership.shadow_recheck,
         metrics: metrics.clone(),
     }));
-    let disk = PageDisk::open(dir, fingerprint).map_err(cache_error)?;
-    let files = FileStore::open(dir, cache.max_size).map_err(cache_error)?;
+    let disk = PageDisk::open(dir, fingerprint.clone()).map_err(cache_error)?;
+    let shared = match &cache.shared {
+        Some(shared) => Some(shared_tier(shared, &fingerprint, env, &metrics)?),
+        None => None,
+    };
+    let files = FileStore::open(dir, cache.max_size, shared.clone()).map_err(cache_error)?;
     let freshness = Freshness {
         index_ttl: cache.index_ttl,
         max_stale: cache.max_stale,
@@ -191,6 +198,7 @@ pub async fn state(config: &Config, env: &dyn Environment) -> Result<State, Buil
         Some(disk),
         freshness,
         metadata,
+        shared,
         metrics.clone(),
     ));
     let index = Index::new(pages, files, RootCache::new(cache.index_ttl), metrics.clone());
@@ -255,6 +263,35 @@ fn ownership_fingerprint(config: &Config) -> String {
         hasher.update(format!("route {} {}\n", route.upstream, route.projects.join(" ")));
     }
     hex::encode(hasher.finalize())[..16].to_owned()
+}
+
+/// The shared tier `[cache.shared]` names. Pages are shared under the ownership fingerprint,
+/// so a replica with other upstreams or routes never trusts them.
+fn shared_tier(
+    shared: &crate::config::SharedStoreConfig,
+    fingerprint: &str,
+    env: &dyn Environment,
+    metrics: &Arc<crate::metrics::Metrics>,
+) -> Result<Arc<SharedTier>, BuildError> {
+    let store = crate::cache::shared::store::build(
+        shared,
+        shared.wait.max(Duration::from_secs(30)),
+        env,
+        metrics.clone(),
+    )?;
+    let kind = match shared.kind {
+        crate::config::SharedStoreKind::Azure => "azure",
+        crate::config::SharedStoreKind::S3 => "s3",
+    };
+    let settings = TierSettings {
+        prefix: shared.prefix.clone(),
+        wait: shared.wait,
+        retry_interval: shared.retry_interval,
+        pages: shared.pages.then(|| fingerprint.to_owned()),
+        kind,
+    };
+    tracing::info!(store = kind, container = %shared.container, prefix = %shared.prefix, pages = shared.pages, "shared tier on object storage");
+    Ok(SharedTier::new(store, settings, metrics.clone()))
 }
 
 /// A running pipgate: the index listener, and the TLS and admin listeners when configured.

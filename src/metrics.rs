@@ -71,6 +71,14 @@ pub struct Metrics {
     /// `pipgate_core_metadata_failures_total{upstream, reason="wheel|upstream|cache"}`: metadata
     /// that could not be extracted (a malformed wheel, an upstream error, no cache to fill into).
     pub core_metadata_failures: IntCounterVec,
+    /// `pipgate_shared_store_up{store="azure|s3"}`: 1 while the shared tier (`[cache.shared]`)
+    /// is in use, 0 while it is failing and files are served local-only. No series without a
+    /// shared tier.
+    pub shared_store_up: IntGaugeVec,
+    /// `pipgate_shared_store_reads_total{result="hit|miss|error|corrupt"}`
+    pub shared_store_reads: IntCounterVec,
+    /// `pipgate_shared_store_writes_total{result="ok|exists|error"}`
+    pub shared_store_writes: IntCounterVec,
     /// `pipgate_tls_reloads_total{result="ok|error"}`: certificate rotations picked up or refused.
     pub tls_reloads: IntCounterVec,
     /// `pipgate_token_refreshes_total{upstream, result="ok|error"}`
@@ -241,6 +249,21 @@ impl Metrics {
                 "pipgate_core_metadata_failures_total",
                 "Wheel metadata that could not be extracted, by reason",
                 &["upstream", "reason"],
+            ),
+            shared_store_up: gauge(
+                "pipgate_shared_store_up",
+                "1 while the shared tier is in use, 0 while it fails",
+                &["store"],
+            ),
+            shared_store_reads: counter(
+                "pipgate_shared_store_reads_total",
+                "Shared-tier file reads by result",
+                &["result"],
+            ),
+            shared_store_writes: counter(
+                "pipgate_shared_store_writes_total",
+                "Shared-tier file writes by result",
+                &["result"],
             ),
             tls_reloads: counter(
                 "pipgate_tls_reloads_total",

@@ -7,6 +7,7 @@
 //!   committed, filled once however many clients ask, evicted least-recently-used.
 //! - [`root`]: the root project list, merged from every upstream and kept for `index_ttl`.
 //! - [`metadata`]: PEP 658 metadata read out of wheels whose upstream offers none.
+//! - [`shared`]: the second tier on object storage that replicas and sidecars share.
 
 pub mod dir_lock;
 pub mod entry;
@@ -16,6 +17,7 @@ pub mod page_disk;
 pub mod pages;
 pub mod rendered;
 pub mod root;
+pub mod shared;
 
 pub use pages::{CacheResult, Freshness, PageCache};
 pub use root::RootCache;

@@ -75,22 +75,10 @@ impl PageDisk {
         validators: &Validators,
         page: &ProjectPage,
     ) {
-        let page_json = render_project_json(page);
-        let Ok(raw) = serde_json::from_slice::<&RawValue>(&page_json) else { return };
-        let record = Record {
-            format: FORMAT_VERSION,
-            fingerprint: self.fingerprint.clone(),
-            owner: owner.to_owned(),
-            fetched_at_ms: fetched_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-            validators: validators.clone(),
-            page: raw,
-        };
+        let Some(bytes) = encode(&self.fingerprint, owner, fetched_at, validators, page) else { return };
         let path = self.path(project);
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
-        let result = serde_json::to_vec(&record)
-            .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&tmp, bytes))
-            .and_then(|()| std::fs::rename(&tmp, &path));
+        let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
         if let Err(error) = result {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!(%project, %error, "cannot write the page to the disk cache");
@@ -100,24 +88,51 @@ impl PageDisk {
     /// Reads the page of `project`, if one was stored under the current fingerprint.
     pub fn load(&self, project: &ProjectName) -> Option<Stored> {
         let bytes = std::fs::read(self.path(project)).ok()?;
-        let record: Record<'_> = match serde_json::from_slice(&bytes) {
-            Ok(record) => record,
-            Err(error) => {
-                tracing::warn!(%project, %error, "ignoring an unreadable page in the disk cache");
-                return None;
-            }
-        };
-        if record.format != FORMAT_VERSION || record.fingerprint != self.fingerprint {
+        decode(&self.fingerprint, project, &bytes)
+    }
+}
+
+/// A page as a stored record (the disk cache's file, the shared tier's object), tagged with
+/// `fingerprint` so that it is trusted only under the same upstreams and routes.
+pub fn encode(
+    fingerprint: &str,
+    owner: &str,
+    fetched_at: SystemTime,
+    validators: &Validators,
+    page: &ProjectPage,
+) -> Option<Vec<u8>> {
+    let page_json = render_project_json(page);
+    let raw = serde_json::from_slice::<&RawValue>(&page_json).ok()?;
+    let record = Record {
+        format: FORMAT_VERSION,
+        fingerprint: fingerprint.to_owned(),
+        owner: owner.to_owned(),
+        fetched_at_ms: fetched_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
+        validators: validators.clone(),
+        page: raw,
+    };
+    serde_json::to_vec(&record).ok()
+}
+
+/// The page of `project` in a stored record, if it was stored under `fingerprint`.
+pub fn decode(fingerprint: &str, project: &ProjectName, bytes: &[u8]) -> Option<Stored> {
+    let record: Record<'_> = match serde_json::from_slice(bytes) {
+        Ok(record) => record,
+        Err(error) => {
+            tracing::warn!(%project, %error, "ignoring an unreadable stored page");
             return None;
         }
-        // URLs in a stored page are absolute; the base is never used.
-        let base = url::Url::parse("http://stored.invalid/").expect("valid");
-        let page = parse_project_json(record.page.get().as_bytes(), &base, project.as_str()).ok()?;
-        Some(Stored {
-            owner: record.owner,
-            fetched_at: UNIX_EPOCH + Duration::from_millis(record.fetched_at_ms),
-            validators: record.validators,
-            page,
-        })
+    };
+    if record.format != FORMAT_VERSION || record.fingerprint != fingerprint {
+        return None;
     }
+    // URLs in a stored page are absolute; the base is never used.
+    let base = url::Url::parse("http://stored.invalid/").expect("valid");
+    let page = parse_project_json(record.page.get().as_bytes(), &base, project.as_str()).ok()?;
+    Some(Stored {
+        owner: record.owner,
+        fetched_at: UNIX_EPOCH + Duration::from_millis(record.fetched_at_ms),
+        validators: record.validators,
+        page,
+    })
 }

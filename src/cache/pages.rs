@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::entry::{CachedProject, Entry};
 use super::metadata::MetadataStore;
 use super::page_disk::PageDisk;
+use super::shared::SharedTier;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
 use crate::pypi::rewrite::MetadataOffer;
@@ -89,6 +90,8 @@ pub struct PageCache {
     metadata: Arc<MetadataStore>,
     /// Projects with a re-render scheduled.
     rerenders: Mutex<HashSet<ProjectName>>,
+    /// The shared tier, when it shares pages (`cache.shared.pages`).
+    shared: Option<Arc<SharedTier>>,
     metrics: Arc<Metrics>,
 }
 
@@ -99,6 +102,7 @@ impl PageCache {
         disk: Option<PageDisk>,
         freshness: Freshness,
         metadata: Arc<MetadataStore>,
+        shared: Option<Arc<SharedTier>>,
         metrics: Arc<Metrics>,
     ) -> Self {
         let memory = moka::sync::Cache::builder()
@@ -113,6 +117,7 @@ impl PageCache {
             inflight: Mutex::new(HashMap::new()),
             metadata,
             rerenders: Mutex::new(HashSet::new()),
+            shared: shared.filter(|tier| tier.page_fingerprint().is_some()),
             metrics,
         }
     }
@@ -181,7 +186,10 @@ impl PageCache {
         let now = SystemTime::now();
         let entry = match self.memory.get(project) {
             Some(entry) => Some(entry),
-            None => self.load_from_disk(project).await,
+            None => match self.load_from_disk(project).await {
+                Some(entry) => Some(entry),
+                None => self.load_from_shared(project).await,
+            },
         };
         let f = self.freshness;
         match entry {
@@ -244,6 +252,44 @@ impl PageCache {
         .ok()??;
         tracing::debug!(%project, "page loaded from the disk cache");
         let entry = Entry::Found(Arc::new(loaded));
+        self.memory.insert(project.clone(), entry.clone());
+        Some(entry)
+    }
+
+    /// The page a replica stored in the shared tier (under this fingerprint), kept here like
+    /// a page from disk: served by the freshness flow (so revalidated when old), and written to
+    /// the local disk cache.
+    async fn load_from_shared(&self, project: &ProjectName) -> Option<Entry> {
+        let shared = self.shared.as_ref()?;
+        let (fingerprint, bytes) = shared.page(project).await?;
+        let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
+        let project_name = project.clone();
+        let loaded = tokio::task::spawn_blocking(move || {
+            let stored = crate::cache::page_disk::decode(&fingerprint, &project_name, &bytes)?;
+            let owner = resolver.position_of(&stored.owner)?;
+            Some(Self::build(&resolver, &metadata, owner, |offer| {
+                CachedProject::new(
+                    &project_name,
+                    owner,
+                    stored.page,
+                    stored.validators,
+                    stored.fetched_at,
+                    offer,
+                )
+            }))
+        })
+        .await
+        .ok()??;
+        tracing::debug!(%project, "page loaded from the shared store");
+        let cached = Arc::new(loaded);
+        if let Some(disk) = self.disk.clone() {
+            let owner = self.resolver.upstream(cached.owner).name().to_owned();
+            let (project, cached) = (project.clone(), cached.clone());
+            tokio::task::spawn_blocking(move || {
+                disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
+            });
+        }
+        let entry = Entry::Found(cached);
         self.memory.insert(project.clone(), entry.clone());
         Some(entry)
     }
@@ -377,11 +423,30 @@ impl PageCache {
 
     fn store(&self, project: &ProjectName, cached: &Arc<CachedProject>, to_disk: bool) {
         self.memory.insert(project.clone(), Entry::Found(cached.clone()));
-        if let (true, Some(disk)) = (to_disk, self.disk.clone()) {
-            let owner = self.resolver.upstream(cached.owner).name().to_owned();
-            let (project, cached) = (project.clone(), cached.clone());
+        if !to_disk {
+            return;
+        }
+        let owner = self.resolver.upstream(cached.owner).name().to_owned();
+        if let Some(disk) = self.disk.clone() {
+            let (project, cached, owner) = (project.clone(), cached.clone(), owner.clone());
             tokio::task::spawn_blocking(move || {
                 disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
+            });
+        }
+        if let Some(shared) = self.shared.clone() {
+            let (project, cached) = (project.clone(), cached.clone());
+            tokio::task::spawn_blocking(move || {
+                let fingerprint = shared.page_fingerprint().expect("kept only when pages are shared");
+                let record = crate::cache::page_disk::encode(
+                    fingerprint,
+                    &owner,
+                    cached.fetched_at,
+                    &cached.validators,
+                    &cached.page,
+                );
+                if let Some(record) = record {
+                    shared.put_page(&project, record);
+                }
             });
         }
     }

@@ -5,8 +5,9 @@ use std::path::{Path, PathBuf};
 
 use super::env::{self, Environment, Overlay};
 use super::model::{
-    AccessConfig, AuthConfig, AzureAuthConfig, AzureIdentity, Config, PublishConfig, ReadList,
-    UpstreamConfig, UpstreamSet,
+    AZURE_DEVOPS_SCOPE, AZURE_STORAGE_SCOPE, AccessConfig, AuthConfig, AzureAuthConfig, AzureIdentity,
+    Config, PublishConfig, ReadList, SharedStoreConfig, SharedStoreKind, TokenPresentation, UpstreamConfig,
+    UpstreamSet,
 };
 use super::secret::{INLINE_SECRET_KEYS, SecretSource};
 use crate::pypi::name::normalize_pattern;
@@ -219,6 +220,9 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
     if config.cache.slots == 0 {
         return Err(errors.at("cache.slots", "must be at least 1"));
     }
+    if let Some(shared) = config.cache.shared.as_mut() {
+        check_shared(shared, env, errors)?;
+    }
     if ownership.max_remembered == 0 {
         return Err(errors.at("ownership.max_remembered", "must be at least 1"));
     }
@@ -250,6 +254,105 @@ fn check(config: &mut Config, env: &dyn Environment, errors: &Errors<'_>) -> Res
             return Err(errors.at("publish", "publishing needs client authentication: add [access]"));
         }
         check_publish(publish, &config.upstreams, errors)?;
+    }
+    Ok(())
+}
+
+/// `[cache.shared]`: a container, credentials that fit the kind of store, a usable prefix.
+fn check_shared(
+    shared: &mut SharedStoreConfig,
+    env: &dyn Environment,
+    errors: &Errors<'_>,
+) -> Result<(), ConfigError> {
+    let key = |field: &str| format!("cache.shared.{field}");
+    if shared.container.is_empty() {
+        return Err(errors.at(&key("container"), "must name the container (Azure) or bucket (S3)"));
+    }
+    shared.prefix = shared.prefix.trim_matches('/').to_owned();
+    if shared.prefix.is_empty()
+        || shared.prefix.split('/').any(|part| part.is_empty() || part == "." || part == "..")
+    {
+        return Err(errors.at(&key("prefix"), "must be a key prefix such as \"pipgate\" or \"ci/pipgate\""));
+    }
+    for (field, value) in [("wait", shared.wait), ("retry_interval", shared.retry_interval)] {
+        if value.is_zero() {
+            return Err(errors.at(&key(field), "must be longer than 0s"));
+        }
+    }
+    if let Some(url) = &shared.url
+        && !matches!(url.scheme(), "http" | "https")
+    {
+        return Err(errors.at(&key("url"), "must be an http(s) URL"));
+    }
+    let azure_kinds: Vec<&str> = [
+        ("azure", shared.azure.is_some()),
+        ("account_key_file", shared.account_key_file.is_some()),
+        ("sas_file", shared.sas_file.is_some()),
+    ]
+    .into_iter()
+    .filter_map(|(name, set)| set.then_some(name))
+    .collect();
+    let s3_keys = [shared.access_key_id_file.is_some(), shared.secret_access_key_file.is_some()];
+    match shared.kind {
+        SharedStoreKind::Azure => {
+            if shared.account.as_deref().is_none_or(str::is_empty) {
+                return Err(errors.at(&key("account"), "an Azure store needs its storage account"));
+            }
+            match azure_kinds.as_slice() {
+                [_] => {}
+                [] => {
+                    return Err(errors.at(
+                        "cache.shared",
+                        "an Azure store needs a credential: azure = \"workload-identity\" (or another identity), account_key_file or sas_file",
+                    ));
+                }
+                many => {
+                    return Err(errors.at(
+                        "cache.shared",
+                        format!("give one Azure credential, not {}", many.join(" and ")),
+                    ));
+                }
+            }
+            if s3_keys.contains(&true) {
+                return Err(errors.at(&key("access_key_id_file"), "S3 keys do not apply to an Azure store"));
+            }
+            if let Some(azure) = &shared.azure {
+                check_azure(azure, env, &key("azure"), errors)?;
+            }
+            if let Some(azure) = shared.azure.as_mut()
+                && azure.scope == AZURE_DEVOPS_SCOPE
+            {
+                // The identity's default scope is Azure DevOps'; a store needs Azure Storage's.
+                azure.scope = AZURE_STORAGE_SCOPE.to_owned();
+                azure.present_as = TokenPresentation::Bearer;
+            }
+        }
+        SharedStoreKind::S3 => {
+            if let Some(first) = azure_kinds.first() {
+                return Err(errors.at(&key(first), "Azure credentials do not apply to an S3 store"));
+            }
+            if let Some(region) = &shared.region
+                && region.is_empty()
+            {
+                return Err(errors.at(&key("region"), "must name a region, or be left out"));
+            }
+            if s3_keys[0] != s3_keys[1] {
+                return Err(errors.at(
+                    "cache.shared",
+                    "give both access_key_id_file and secret_access_key_file, or neither (the AWS chain)",
+                ));
+            }
+        }
+    }
+    for (field, path) in [
+        ("account_key_file", &shared.account_key_file),
+        ("sas_file", &shared.sas_file),
+        ("access_key_id_file", &shared.access_key_id_file),
+        ("secret_access_key_file", &shared.secret_access_key_file),
+    ] {
+        if let Some(path) = path {
+            read_secret_file(path).map_err(|message| errors.at(&key(field), message))?;
+        }
     }
     Ok(())
 }

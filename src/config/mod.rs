@@ -15,6 +15,6 @@ pub use model::{
     AZURE_DEVOPS_SCOPE, AccessConfig, AccessTokenConfig, AdminConfig, AuthConfig, AzureAuthConfig,
     AzureIdentity, BasicAuthConfig, BearerAuthConfig, CacheConfig, ClaimRule, Config, HtpasswdConfig,
     OidcConfig, OwnershipConfig, PublishConfig, PublishRuleConfig, ReadList, ReleaseConfig, RouteConfig,
-    ServerConfig, TokenPresentation, UpstreamConfig, UpstreamSet,
+    ServerConfig, SharedStoreConfig, SharedStoreKind, TokenPresentation, UpstreamConfig, UpstreamSet,
 };
 pub use secret::{RequiredSecret, SecretKey, SecretSetting, SecretSource};

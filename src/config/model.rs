@@ -510,6 +510,89 @@ pub struct CacheConfig {
     /// in a rolling update on one volume. Default `60s`.
     #[serde(default = "default_lock_wait", with = "duration")]
     pub lock_wait: Duration,
+    /// `[cache.shared]`: a second tier on object storage that replicas and runner sidecars
+    /// share. Default: none (local disk only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared: Option<SharedStoreConfig>,
+}
+
+/// Which object store holds the shared tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SharedStoreKind {
+    /// Azure Blob Storage (or Azurite).
+    Azure,
+    /// Amazon S3 or an S3-compatible store.
+    S3,
+}
+
+/// The Entra scope of Azure Storage.
+pub const AZURE_STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
+
+/// `[cache.shared]`: verified files (and, with `pages`, parsed index pages) on object storage,
+/// content-addressed under `prefix`, so every replica and sidecar fills from it before asking
+/// an upstream.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SharedStoreConfig {
+    pub kind: SharedStoreKind,
+    /// The Azure container, or the S3 bucket.
+    pub container: String,
+    /// The Azure storage account (required for `azure`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account: Option<String>,
+    /// The store's URL. Default: `https://{account}.blob.core.windows.net` for Azure, AWS's
+    /// endpoint for `region` for S3. Azurite: `http://127.0.0.1:10000/devstoreaccount1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<Url>,
+    /// The S3 region. Default: `AWS_REGION` / `AWS_DEFAULT_REGION`, else `us-east-1`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Key prefix inside the container, so one container can serve several pipgate fleets.
+    /// Default `pipgate`.
+    #[serde(default = "default_shared_prefix")]
+    pub prefix: String,
+    /// Longest a client request waits for the store to start answering before the file is
+    /// fetched from the upstream instead. Default `2s`.
+    #[serde(default = "default_shared_wait", with = "duration")]
+    pub wait: Duration,
+    /// While the store is failing, how often it is tried again. Default `30s`.
+    #[serde(default = "default_shared_retry", with = "duration")]
+    pub retry_interval: Duration,
+    /// Share parsed index pages too, so a new replica can serve (stale) pages while an
+    /// upstream is down. Default `false`.
+    #[serde(default)]
+    pub pages: bool,
+    /// An Azure identity, as for an upstream (`azure = "workload-identity"`, …); its scope
+    /// defaults to Azure Storage's.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "some_azure_auth")]
+    pub azure: Option<AzureAuthConfig>,
+    /// Azure: a file holding the storage account key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_key_file: Option<PathBuf>,
+    /// Azure: a file holding a SAS token (`sv=…&sig=…`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sas_file: Option<PathBuf>,
+    /// S3: files holding static keys. Without them, the standard AWS chain is used
+    /// (environment, web identity as IRSA sets it up, container and instance metadata).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key_id_file: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_access_key_file: Option<PathBuf>,
+}
+
+fn default_shared_prefix() -> String {
+    "pipgate".to_owned()
+}
+fn default_shared_wait() -> Duration {
+    Duration::from_secs(2)
+}
+fn default_shared_retry() -> Duration {
+    Duration::from_secs(30)
+}
+
+fn some_azure_auth<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<AzureAuthConfig>, D::Error> {
+    azure_auth(deserializer).map(Some)
 }
 
 fn default_lock_wait() -> Duration {

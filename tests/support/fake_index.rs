@@ -265,12 +265,12 @@ impl FakeIndex {
         self.seen().iter().filter(|s| s.path.starts_with(path_prefix)).count()
     }
 
-    /// Stops answering: new connections are refused.
     /// Body bytes this index has sent for `/files/` requests (files, ranges and metadata).
     pub fn file_bytes_sent(&self) -> u64 {
         self.state.lock().unwrap().file_bytes_sent
     }
 
+    /// Stops answering: new connections are refused.
     pub fn stop(&self) {
         self.task.abort();
     }

@@ -8,6 +8,7 @@ pub mod identity;
 pub mod jwt;
 pub mod proxy;
 pub mod python;
+pub mod storage;
 pub mod tls;
 pub mod wheel;
 

@@ -107,11 +107,24 @@ impl Drop for FillTask {
     }
 }
 
+/// Where a fill's bytes came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Shared,
+    Upstream,
+}
+
+/// Longest pause between two chunks of an object from the shared store.
+const SHARED_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl FillTask {
     async fn run(self, url: String, expected: Expected) {
-        let result = self.download(&url, expected).await;
+        let result = match self.read_shared(&expected).await {
+            Some(result) => result.map(|size| (size, Source::Shared)),
+            None => self.download(&url, expected).await.map(|size| (size, Source::Upstream)),
+        };
         match result {
-            Ok(size) => {
+            Ok((size, source)) => {
                 let committed = {
                     let (store, sha, temp, file) =
                         (self.store.clone(), self.sha256.clone(), self.temp_path.clone(), self.file.clone());
@@ -124,10 +137,13 @@ impl FillTask {
                 };
                 match committed {
                     Ok(()) => {
-                        tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.sha256, size, "file cached");
+                        tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.sha256, size, ?source, "file cached");
                         self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
                         self.store.end_fill(&self.sha256);
                         self.sender.send_modify(|s| s.phase = Phase::Done);
+                        if let (Source::Upstream, Some(shared)) = (source, &self.store.shared) {
+                            shared.upload(self.sha256.clone(), self.file.clone(), size);
+                        }
                     }
                     Err(error) => self.fail(FillError::Io(error.to_string().into())),
                 }
@@ -144,6 +160,71 @@ impl FillTask {
         let _ = std::fs::remove_file(&self.temp_path);
         self.store.end_fill(&self.sha256);
         self.sender.send_modify(|s| s.phase = Phase::Failed(error));
+    }
+
+    /// The file from the shared tier, if it has it: streamed into the temp file like an
+    /// upstream body, checked against the length and sha256 as it arrives, the last chunk held
+    /// back until both match. `None` sends the fill to the upstream: the store has no such
+    /// object, does not answer in time, or failed before any byte reached a reader. An object
+    /// that turns out wrong is deleted.
+    async fn read_shared(&self, expected: &Expected) -> Option<Result<u64, FillError>> {
+        use futures_util::StreamExt;
+        use sha2::{Digest, Sha256};
+        let shared = self.store.shared.as_ref()?;
+        let object = shared.open_file(&self.sha256).await?;
+        if expected.size.is_some_and(|size| size != object.size) {
+            shared.reject(&self.sha256, "its length is not the index's");
+            return None;
+        }
+        self.sender.send_modify(|s| {
+            s.phase = Phase::Streaming;
+            s.total = Some(object.size);
+        });
+        let mut chunks = object.chunks;
+        let mut hasher = Sha256::new();
+        let mut buffer = BytesMut::with_capacity(WRITE_BUFFER);
+        let mut offset = 0u64;
+        // Nothing reached a reader yet: the upstream can still take over unseen.
+        let broken = |offset: u64, why: String| (offset > 0).then(|| Err(FillError::Stream(why.into())));
+        loop {
+            match tokio::time::timeout(SHARED_IDLE, chunks.next()).await {
+                Ok(None) => break,
+                Ok(Some(Ok(bytes))) => {
+                    hasher.update(&bytes);
+                    buffer.extend_from_slice(&bytes);
+                    if buffer.len() >= WRITE_BUFFER && offset + (buffer.len() as u64) < object.size {
+                        offset = match self.write(buffer.split().freeze(), offset).await {
+                            Ok(offset) => offset,
+                            Err(error) => return Some(Err(error)),
+                        };
+                    }
+                }
+                Ok(Some(Err(error))) => {
+                    tracing::warn!(sha256 = %self.sha256, %error, "reading from the shared store broke off");
+                    return broken(offset, format!("the shared store broke off: {error}"));
+                }
+                Err(_) => {
+                    tracing::warn!(sha256 = %self.sha256, "the shared store stalled");
+                    return broken(offset, format!("the shared store sent nothing for {SHARED_IDLE:?}"));
+                }
+            }
+        }
+        let length = offset + buffer.len() as u64;
+        let digest: [u8; 32] = hasher.finalize().into();
+        if length != object.size || expected.sha256.is_some_and(|sha| sha != digest) {
+            shared.reject(
+                &self.sha256,
+                if length == object.size { "its sha256 differs" } else { "it ended short" },
+            );
+            return broken(offset, "the shared store's copy is not the file".to_owned());
+        }
+        if !buffer.is_empty() {
+            offset = match self.write(buffer.freeze(), offset).await {
+                Ok(offset) => offset,
+                Err(error) => return Some(Err(error)),
+            };
+        }
+        Some(Ok(offset))
     }
 
     /// Streams the upstream body into the temp file; returns its verified length.

@@ -24,6 +24,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use super::shared::SharedTier;
 use crate::upstream::{Expected, Upstream};
 
 /// What the store has for a sha256.
@@ -48,12 +49,18 @@ pub struct FileStore {
     /// Set by a disk error: until then new fills are not started and files pass through, so
     /// a full cache disk slows installs down instead of failing them.
     degraded_until: Mutex<Option<std::time::Instant>>,
+    /// The shared tier fills read before the upstream, and write verified files to.
+    shared: Option<Arc<SharedTier>>,
 }
 
 impl FileStore {
     /// Opens (creating) the store under `dir`, cleans leftover temp files and indexes what
     /// is already there.
-    pub fn open(dir: &Path, max_size: u64) -> std::io::Result<Arc<FileStore>> {
+    pub fn open(
+        dir: &Path,
+        max_size: u64,
+        shared: Option<Arc<SharedTier>>,
+    ) -> std::io::Result<Arc<FileStore>> {
         let files = dir.join("files");
         let tmp = dir.join("tmp");
         std::fs::create_dir_all(&files)?;
@@ -83,6 +90,7 @@ impl FileStore {
             index,
             fills: Mutex::new(HashMap::new()),
             degraded_until: Mutex::new(None),
+            shared,
         };
         let (count, bytes) = store.index_existing()?;
         tracing::info!(files = count, bytes, removed_temp_files = leftovers, dir = %dir.display(), "file cache opened");

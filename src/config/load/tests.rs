@@ -306,3 +306,58 @@ fn the_cache_dir_defaults_outside_the_working_directory() {
     let neither = load_text(bare, &MapEnv::default()).0.unwrap();
     assert!(neither.cache.dir.is_absolute(), "{}", neither.cache.dir.display());
 }
+
+#[test]
+fn a_shared_tier_needs_credentials_that_fit_its_store() {
+    let secrets = tempfile::tempdir().unwrap();
+    let key = secrets.path().join("key");
+    std::fs::write(&key, "c2VjcmV0\n").unwrap();
+    let base = "[[upstream]]\nname = \"pypi\"\nurl = \"https://pypi.test/simple/\"\n[cache.shared]\ncontainer = \"c\"\n";
+    let env = MapEnv::default();
+    let (config, _) = load_text(
+        &format!(
+            "{base}kind = \"azure\"\naccount = \"acme\"\nazure = \"workload-identity\"\nprefix = \"/ci/pipgate/\"\n"
+        ),
+        &env,
+    );
+    let shared = config.unwrap().cache.shared.unwrap();
+    assert_eq!(shared.prefix, "ci/pipgate", "slashes at the ends are dropped");
+    let azure = shared.azure.unwrap();
+    assert_eq!(azure.scope, "https://storage.azure.com/.default", "a store's token is for Azure Storage");
+    assert_eq!(azure.present_as, TokenPresentation::Bearer);
+    let (config, _) = load_text(&format!("{base}kind = \"s3\"\n"), &env);
+    assert_eq!(config.unwrap().cache.shared.unwrap().wait, std::time::Duration::from_secs(2));
+
+    for (text, key_named, words) in [
+        (
+            format!("{base}kind = \"azure\"\nazure = \"managed-identity\"\n"),
+            "cache.shared.account",
+            "storage account",
+        ),
+        (format!("{base}kind = \"azure\"\naccount = \"a\"\n"), "cache.shared", "needs a credential"),
+        (
+            format!(
+                "{base}kind = \"azure\"\naccount = \"a\"\nazure = \"managed-identity\"\naccount_key_file = {key:?}\n"
+            ),
+            "cache.shared",
+            "not azure and account_key_file",
+        ),
+        (format!("{base}kind = \"s3\"\nsas_file = {key:?}\n"), "cache.shared.sas_file", "do not apply"),
+        (format!("{base}kind = \"s3\"\naccess_key_id_file = {key:?}\n"), "cache.shared", "both"),
+        (format!("{base}kind = \"s3\"\nprefix = \"a//b\"\n"), "cache.shared.prefix", "key prefix"),
+        (format!("{base}kind = \"s3\"\nwait = \"0s\"\n"), "cache.shared.wait", "longer than 0s"),
+        (
+            format!("{base}kind = \"azure\"\naccount = \"a\"\naccount_key_file = \"/nonexistent/key\"\n"),
+            "cache.shared.account_key_file",
+            "/nonexistent/key",
+        ),
+    ] {
+        let (config, name) = load_text(&text, &env);
+        let error = config.unwrap_err();
+        let shown = error.to_string();
+        assert_eq!(error.key.as_deref(), Some(key_named), "{shown}");
+        assert!(shown.contains(words) && shown.contains(&name), "{shown}");
+    }
+    let (config, _) = load_text(&format!("{base}kind = \"s3\"\nbucket = \"x\"\n"), &env);
+    assert!(config.unwrap_err().to_string().contains("bucket"), "a mistyped key is refused, named");
+}
