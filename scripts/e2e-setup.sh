@@ -44,7 +44,11 @@ if ! cmp -s "$requirements" "$e2e/storage/.requirements"; then
   cp "$requirements" "$e2e/storage/.requirements"
 fi
 if ! cmp -s tests/e2e/azurite/package-lock.json "$e2e/azurite/.package-lock"; then
-  command -v npm >/dev/null 2>&1 || { echo "test.sh: npm is needed to install Azurite (Debian: nodejs npm)" >&2; exit 1; }
+  if ! command -v npm >/dev/null 2>&1; then
+    [ "$(id -u)" -eq 0 ] || { echo "test.sh: npm is needed to install Azurite: apt-get install nodejs npm" >&2; exit 1; }
+    echo "test.sh: installing nodejs and npm from Debian"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+  fi
   echo "test.sh: installing Azurite into $e2e/azurite"
   rm -rf "$e2e/azurite"
   mkdir -p "$e2e/azurite"
