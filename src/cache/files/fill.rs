@@ -200,6 +200,7 @@ impl FillTask {
                     }
                 }
                 Ok(Some(Err(error))) => {
+                    let error = super::super::shared::without_queries(&error.to_string());
                     tracing::warn!(sha256 = %self.sha256, %error, "reading from the shared store broke off");
                     return broken(offset, format!("the shared store broke off: {error}"));
                 }

@@ -148,7 +148,8 @@ impl SharedTier {
         let (tier, path) = (self.clone(), self.file_path(sha256));
         tokio::spawn(async move {
             if let Err(error) = tier.store.delete(&path).await {
-                tracing::warn!(error = %error, "cannot delete the bad object from the shared store");
+                let error = without_queries(&error.to_string());
+                tracing::warn!(%error, "cannot delete the bad object from the shared store");
             }
         });
     }
@@ -259,6 +260,7 @@ impl SharedTier {
     /// Marks the store down after a failure (logging once per state change) and starts the
     /// probe that brings it back.
     fn failed(self: &Arc<Self>, operation: &str, error: &dyn std::fmt::Display) {
+        let error = without_queries(&error.to_string());
         if self.up.swap(false, Ordering::Relaxed) {
             self.metrics.shared_store_up.with_label_values(&[self.kind]).set(0);
             tracing::warn!(operation, %error, retry_s = self.retry_interval.as_secs(), "the shared store is failing: serving from local disk and upstreams only");
@@ -273,7 +275,10 @@ impl SharedTier {
                 tokio::time::sleep(tier.retry_interval).await;
                 match tokio::time::timeout(tier.wait, tier.store.head(&probe)).await {
                     Ok(Ok(_) | Err(object_store::Error::NotFound { .. })) => break,
-                    Ok(Err(error)) => tracing::debug!(%error, "the shared store still fails"),
+                    Ok(Err(error)) => {
+                        let error = without_queries(&error.to_string());
+                        tracing::debug!(%error, "the shared store still fails");
+                    }
                     Err(_) => tracing::debug!("the shared store still does not answer"),
                 }
             }
@@ -282,5 +287,40 @@ impl SharedTier {
             tier.metrics.shared_store_up.with_label_values(&[tier.kind]).set(1);
             tracing::info!("the shared store answers again: using it");
         });
+    }
+}
+
+/// `message` with the query string of every URL in it removed: the store's errors quote the
+/// request URL, and with a SAS credential its query holds the signature.
+pub fn without_queries(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(at) = rest.find("http") {
+        let (before, url) = rest.split_at(at);
+        out.push_str(before);
+        let end = url
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')'))
+            .unwrap_or(url.len());
+        let (url, after) = url.split_at(end);
+        out.push_str(url.split('?').next().unwrap_or(url));
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_errors_lose_url_queries() {
+        let error = "Error performing PUT https://acct.blob.core.windows.net/c/x?comp=block&sig=SECRET in 5ms - 404 (see http://h/p?sv=1&sig=S2)";
+        let shown = without_queries(error);
+        assert!(!shown.contains("SECRET") && !shown.contains("S2"), "{shown}");
+        assert_eq!(
+            shown,
+            "Error performing PUT https://acct.blob.core.windows.net/c/x in 5ms - 404 (see http://h/p)"
+        );
     }
 }
