@@ -232,66 +232,58 @@ impl PageCache {
 
     async fn load_from_disk(&self, project: &ProjectName) -> Option<Entry> {
         let disk = self.disk.clone()?;
-        let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
-        let project_name = project.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let stored = disk.load(&project_name)?;
-            let owner = resolver.position_of(&stored.owner)?;
-            Some(Self::build(&resolver, &metadata, owner, |offer| {
-                CachedProject::new(
-                    &project_name,
-                    owner,
-                    stored.page,
-                    stored.validators,
-                    stored.fetched_at,
-                    offer,
-                )
-            }))
-        })
-        .await
-        .ok()??;
+        let name = project.clone();
+        let cached = self.restore(project, move || disk.load(&name)).await?;
         tracing::debug!(%project, "page loaded from the disk cache");
-        let entry = Entry::Found(Arc::new(loaded));
-        self.memory.insert(project.clone(), entry.clone());
-        Some(entry)
+        Some(self.keep(project, cached))
     }
 
     /// The page a replica stored in the shared tier (under this fingerprint), kept here like
     /// a page from disk: served by the freshness flow (so revalidated when old), and written to
     /// the local disk cache.
     async fn load_from_shared(&self, project: &ProjectName) -> Option<Entry> {
-        let shared = self.shared.as_ref()?;
-        let (fingerprint, bytes) = shared.page(project).await?;
-        let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
-        let project_name = project.clone();
-        let loaded = tokio::task::spawn_blocking(move || {
-            let stored = crate::cache::page_disk::decode(&fingerprint, &project_name, &bytes)?;
+        let (fingerprint, bytes) = self.shared.as_ref()?.page(project).await?;
+        let name = project.clone();
+        let cached = self
+            .restore(project, move || crate::cache::page_disk::decode(&fingerprint, &name, &bytes))
+            .await?;
+        tracing::debug!(%project, "page loaded from the shared store");
+        self.write_to_disk(project, &cached);
+        Some(self.keep(project, cached))
+    }
+
+    /// A stored page (from `load`, run off the reactor) as the cache holds it, if its owner is
+    /// still an upstream.
+    async fn restore(
+        &self,
+        project: &ProjectName,
+        load: impl FnOnce() -> Option<crate::cache::page_disk::Stored> + Send + 'static,
+    ) -> Option<Arc<CachedProject>> {
+        let (resolver, metadata, name) = (self.resolver.clone(), self.metadata.clone(), project.clone());
+        let restored = tokio::task::spawn_blocking(move || {
+            let stored = load()?;
             let owner = resolver.position_of(&stored.owner)?;
             Some(Self::build(&resolver, &metadata, owner, |offer| {
-                CachedProject::new(
-                    &project_name,
-                    owner,
-                    stored.page,
-                    stored.validators,
-                    stored.fetched_at,
-                    offer,
-                )
+                CachedProject::new(&name, owner, stored.page, stored.validators, stored.fetched_at, offer)
             }))
-        })
-        .await
-        .ok()??;
-        tracing::debug!(%project, "page loaded from the shared store");
-        let cached = Arc::new(loaded);
-        if let Some(disk) = self.disk.clone() {
-            let owner = self.resolver.upstream(cached.owner).name().to_owned();
-            let (project, cached) = (project.clone(), cached.clone());
-            tokio::task::spawn_blocking(move || {
-                disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
-            });
-        }
+        });
+        Some(Arc::new(restored.await.ok()??))
+    }
+
+    fn keep(&self, project: &ProjectName, cached: Arc<CachedProject>) -> Entry {
         let entry = Entry::Found(cached);
         self.memory.insert(project.clone(), entry.clone());
-        Some(entry)
+        entry
+    }
+
+    /// Writes the page to the disk cache in the background.
+    fn write_to_disk(&self, project: &ProjectName, cached: &Arc<CachedProject>) {
+        let Some(disk) = self.disk.clone() else { return };
+        let owner = self.resolver.upstream(cached.owner).name().to_owned();
+        let (project, cached) = (project.clone(), cached.clone());
+        tokio::task::spawn_blocking(move || {
+            disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
+        });
     }
 
     /// Starts a refresh without waiting for it.
@@ -426,14 +418,9 @@ impl PageCache {
         if !to_disk {
             return;
         }
-        let owner = self.resolver.upstream(cached.owner).name().to_owned();
-        if let Some(disk) = self.disk.clone() {
-            let (project, cached, owner) = (project.clone(), cached.clone(), owner.clone());
-            tokio::task::spawn_blocking(move || {
-                disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
-            });
-        }
+        self.write_to_disk(project, cached);
         if let Some(shared) = self.shared.clone() {
+            let owner = self.resolver.upstream(cached.owner).name().to_owned();
             let (project, cached) = (project.clone(), cached.clone());
             tokio::task::spawn_blocking(move || {
                 let fingerprint = shared.page_fingerprint().expect("kept only when pages are shared");
