@@ -68,7 +68,7 @@ fn metric_names(text: &str) -> BTreeSet<String> {
 fn the_alert_rules_check_and_pass_their_unit_tests() {
     let rules = deploy("prometheus/pipgate-alerts.yml");
     let checked = promtool(&["check", "rules", rules.to_str().unwrap()], None);
-    assert!(checked.contains("SUCCESS: 10 rules found"), "{checked}");
+    assert!(checked.contains("SUCCESS: 11 rules found"), "{checked}");
     let tested =
         promtool(&["test", "rules", deploy("prometheus/pipgate-alerts.test.yml").to_str().unwrap()], None);
     assert!(tested.contains("SUCCESS"), "{tested}");
@@ -131,8 +131,14 @@ async fn every_metric_the_dashboard_and_rules_use_is_exported_and_the_scrape_che
     let public = FakeIndex::start().await;
     public.add("six", wheel::build("six", "1.16.0", "public"));
     let identity = IdentityEndpoint::start(book, Duration::from_secs(3600), "secret-header", None).await;
+    // A shared tier (so its metrics exist) on a port nothing listens on: it is marked down,
+    // and files come from the upstreams as ever.
+    let secrets = tempfile::tempdir().unwrap();
+    let key = secrets.path().join("key");
+    std::fs::write(&key, "k\n").unwrap();
     let config = format!(
-        "[[upstream]]\nname = \"corp\"\nurl = \"{}\"\nauth = {{ azure = \"managed-identity\" }}\n\n[[upstream]]\nname = \"pypi\"\nurl = \"{}\"\n",
+        "[[upstream]]\nname = \"corp\"\nurl = \"{}\"\nauth = {{ azure = \"managed-identity\" }}\n\n[[upstream]]\nname = \"pypi\"\nurl = \"{}\"\n\n\
+         [cache.shared]\nkind = \"s3\"\ncontainer = \"c\"\nurl = \"http://127.0.0.1:9\"\naccess_key_id_file = {key:?}\nsecret_access_key_file = {key:?}\n",
         feed.url(),
         public.url()
     );
