@@ -51,8 +51,9 @@ pub struct ProjectPage {
     pub extra: Map<String, Value>,
 }
 
-/// One distribution file of a project.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One distribution file of a project. Read by [`DistFile`]'s own `Deserialize` (below), which
+/// matches the same keys as the serde attributes here.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DistFile {
     pub filename: String,
     pub url: String,
@@ -86,7 +87,7 @@ pub struct DistFile {
 }
 
 /// PEP 592 yank state: `false`, `true`, or a reason (which implies yanked).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum Yanked {
     Flag(bool),
@@ -122,11 +123,158 @@ impl Default for Meta {
 }
 
 /// PEP 658 metadata availability: a bare flag, or the hashes of the metadata file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum CoreMetadata {
     Flag(bool),
     Hashes(Hashes),
+}
+
+/// The keys of a file entry, read without allocating for the known ones.
+enum FileKey {
+    Filename,
+    Url,
+    Hashes,
+    RequiresPython,
+    Yanked,
+    CoreMetadata,
+    DistInfoMetadata,
+    GpgSig,
+    Size,
+    UploadTime,
+    Provenance,
+    Other(String),
+}
+
+impl<'de> Deserialize<'de> for FileKey {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl serde::de::Visitor<'_> for KeyVisitor {
+            type Value = FileKey;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a file entry key")
+            }
+            fn visit_str<E>(self, key: &str) -> Result<FileKey, E> {
+                Ok(match key {
+                    "filename" => FileKey::Filename,
+                    "url" => FileKey::Url,
+                    "hashes" => FileKey::Hashes,
+                    "requires-python" => FileKey::RequiresPython,
+                    "yanked" => FileKey::Yanked,
+                    "core-metadata" => FileKey::CoreMetadata,
+                    "dist-info-metadata" => FileKey::DistInfoMetadata,
+                    "gpg-sig" => FileKey::GpgSig,
+                    "size" => FileKey::Size,
+                    "upload-time" => FileKey::UploadTime,
+                    "provenance" => FileKey::Provenance,
+                    other => FileKey::Other(other.to_owned()),
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A file entry read key by key, unknown keys into `extra`: serde's `flatten` would buffer
+/// every entry whole before reading it, which dominated the parse of large pages.
+impl<'de> Deserialize<'de> for DistFile {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FileVisitor;
+        impl<'de> serde::de::Visitor<'de> for FileVisitor {
+            type Value = DistFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a file entry (an object with filename and url)")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DistFile, A::Error> {
+                use serde::de::Error;
+                let (mut filename, mut url) = (None, None);
+                let mut file = DistFile {
+                    filename: String::new(),
+                    url: String::new(),
+                    hashes: Hashes::new(),
+                    requires_python: None,
+                    yanked: Yanked::default(),
+                    core_metadata: None,
+                    dist_info_metadata: None,
+                    gpg_sig: None,
+                    size: None,
+                    upload_time: None,
+                    provenance: None,
+                    extra: Map::new(),
+                };
+                while let Some(key) = map.next_key::<FileKey>()? {
+                    match key {
+                        FileKey::Filename => filename = Some(map.next_value()?),
+                        FileKey::Url => url = Some(map.next_value()?),
+                        FileKey::Hashes => file.hashes = map.next_value::<Option<Hashes>>()?.unwrap_or_default(),
+                        FileKey::RequiresPython => file.requires_python = map.next_value()?,
+                        FileKey::Yanked => file.yanked = map.next_value()?,
+                        FileKey::CoreMetadata => file.core_metadata = map.next_value()?,
+                        FileKey::DistInfoMetadata => file.dist_info_metadata = map.next_value()?,
+                        FileKey::GpgSig => file.gpg_sig = map.next_value()?,
+                        FileKey::Size => file.size = map.next_value()?,
+                        FileKey::UploadTime => file.upload_time = map.next_value()?,
+                        FileKey::Provenance => file.provenance = map.next_value()?,
+                        FileKey::Other(key) => {
+                            file.extra.insert(key, map.next_value()?);
+                        }
+                    }
+                }
+                file.filename = filename.ok_or_else(|| A::Error::missing_field("filename"))?;
+                file.url = url.ok_or_else(|| A::Error::missing_field("url"))?;
+                Ok(file)
+            }
+        }
+        deserializer.deserialize_map(FileVisitor)
+    }
+}
+
+// `Yanked` and `CoreMetadata` are read by visitors rather than as untagged enums: an untagged
+// enum buffers every value before trying its variants, and a large page has thousands of them.
+
+impl<'de> Deserialize<'de> for Yanked {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct YankedVisitor;
+        impl serde::de::Visitor<'_> for YankedVisitor {
+            type Value = Yanked;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a boolean or a reason")
+            }
+            fn visit_bool<E>(self, yanked: bool) -> Result<Yanked, E> {
+                Ok(Yanked::Flag(yanked))
+            }
+            fn visit_str<E>(self, reason: &str) -> Result<Yanked, E> {
+                Ok(Yanked::Reason(reason.to_owned()))
+            }
+            fn visit_string<E>(self, reason: String) -> Result<Yanked, E> {
+                Ok(Yanked::Reason(reason))
+            }
+            /// `null`: not yanked, as an absent key.
+            fn visit_unit<E>(self) -> Result<Yanked, E> {
+                Ok(Yanked::Flag(false))
+            }
+        }
+        deserializer.deserialize_any(YankedVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for CoreMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CoreMetadataVisitor;
+        impl<'de> serde::de::Visitor<'de> for CoreMetadataVisitor {
+            type Value = CoreMetadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a boolean or a table of hashes")
+            }
+            fn visit_bool<E>(self, available: bool) -> Result<CoreMetadata, E> {
+                Ok(CoreMetadata::Flag(available))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CoreMetadata, A::Error> {
+                Hashes::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(CoreMetadata::Hashes)
+            }
+        }
+        deserializer.deserialize_any(CoreMetadataVisitor)
+    }
 }
 
 impl CoreMetadata {
@@ -211,9 +359,11 @@ impl ProjectPage {
         if !self.versions.is_empty() {
             return;
         }
+        // A set, not a scan of the list: a page of thousands of files has hundreds of versions.
+        let mut seen = std::collections::HashSet::new();
         for file in &self.files {
             if let Some(version) = version_from_filename(project, &file.filename)
-                && !self.versions.iter().any(|v| v == version)
+                && seen.insert(version)
             {
                 self.versions.push(version.to_owned());
             }
