@@ -1,13 +1,21 @@
 //! A page rendered once per version into every representation pipgate serves, so a cache hit
 //! is a copy of ready bytes: JSON and HTML, each plain and gzip-compressed, with their ETags.
+//!
+//! The plain forms are rendered when the page is; compression waits until a client asks for
+//! it, because it is most of a cold page's cost (tens of milliseconds for a page of thousands
+//! of files at level 6). The first gzip answer of a form is compressed at level 1 (a few
+//! milliseconds), and the same form at level 6 is made in the background for every answer
+//! after it. Each encoding has its own strong ETag, so a client never sees two byte sequences
+//! under one tag.
 
 use std::io::Write;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use flate2::Compression;
 use flate2::write::GzEncoder;
 use http::HeaderValue;
-use sha2::{Digest, Sha256};
 
 use crate::pypi::MediaType;
 
@@ -18,53 +26,90 @@ pub struct Variant {
     pub etag: HeaderValue,
 }
 
+/// A serialized form (JSON or HTML) and its compressed versions, as they are made.
+#[derive(Debug)]
+struct Form {
+    plain: Bytes,
+    /// Level 1: made on the first gzip request, in its path.
+    fast: OnceLock<Bytes>,
+    /// Level 6: made in the background after the first gzip request.
+    best: OnceLock<Bytes>,
+    best_started: AtomicBool,
+}
+
+/// The ETags of one media type: plain, fast gzip, best gzip.
+#[derive(Debug)]
+struct Tags([HeaderValue; 3]);
+
 /// Every representation of one page version.
 #[derive(Debug)]
 pub struct Rendered {
-    json: [Variant; 2],
-    html: [Variant; 2],
-    text_html: [Variant; 2],
+    json: std::sync::Arc<Form>,
+    html: std::sync::Arc<Form>,
+    tags: [Tags; 3],
 }
 
 impl Rendered {
-    /// Renders from the two serialized forms. The ETag is derived from the JSON bytes, so it
-    /// changes exactly when the page does, and differs per media type and encoding.
+    /// Renders from the two serialized forms. The ETag is derived from their bytes (CRC-32 of
+    /// each and the length: it only has to change when the page does, and a cryptographic hash
+    /// of a large page cost more than the rest of rendering it), and differs per media type and
+    /// encoding.
     pub fn new(json: Vec<u8>, html: Vec<u8>) -> Rendered {
-        let digest = hex::encode(Sha256::digest(&json));
-        let version = &digest[..20];
-        let json_gz = gzip(&json);
-        let json = Bytes::from(json);
-        let html = Bytes::from(html);
-        let html_gz = gzip(&html);
-        let variant = |body: &Bytes, tag: &str| Variant {
-            body: body.clone(),
-            etag: HeaderValue::from_str(&format!("\"{version}-{tag}\"")).expect("hex and ASCII tags"),
+        let crc = |bytes: &[u8]| {
+            let mut crc = flate2::Crc::new();
+            crc.update(bytes);
+            crc.sum()
         };
-        Rendered {
-            json: [variant(&json, "j"), variant(&json_gz, "j-gz")],
-            html: [variant(&html, "h"), variant(&html_gz, "h-gz")],
-            text_html: [variant(&html, "t"), variant(&html_gz, "t-gz")],
+        let version = format!("{:08x}{:08x}{:x}", crc(&json), crc(&html), json.len());
+        let tag = |t: &str| HeaderValue::from_str(&format!("\"{version}-{t}\"")).expect("hex and ASCII tags");
+        let tags = |t: &str| Tags([tag(t), tag(&format!("{t}-gz1")), tag(&format!("{t}-gz"))]);
+        let form = |plain: Vec<u8>| {
+            std::sync::Arc::new(Form {
+                plain: Bytes::from(plain),
+                fast: OnceLock::new(),
+                best: OnceLock::new(),
+                best_started: AtomicBool::new(false),
+            })
+        };
+        Rendered { json: form(json), html: form(html), tags: [tags("j"), tags("h"), tags("t")] }
+    }
+
+    pub fn variant(&self, media_type: MediaType, gzip: bool) -> Variant {
+        let (form, tags) = match media_type {
+            MediaType::JsonV1 => (&self.json, &self.tags[0]),
+            MediaType::HtmlV1 => (&self.html, &self.tags[1]),
+            MediaType::TextHtml => (&self.html, &self.tags[2]),
+        };
+        if !gzip {
+            return Variant { body: form.plain.clone(), etag: tags.0[0].clone() };
         }
+        if let Some(best) = form.best.get() {
+            return Variant { body: best.clone(), etag: tags.0[2].clone() };
+        }
+        let fast = form.fast.get_or_init(|| compress(&form.plain, 1)).clone();
+        if !form.best_started.swap(true, Ordering::Relaxed) {
+            let form = form.clone();
+            let make_best = move || {
+                let _ = form.best.set(compress(&form.plain, 6));
+            };
+            match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => drop(runtime.spawn_blocking(make_best)),
+                Err(_) => make_best(),
+            }
+        }
+        Variant { body: fast, etag: tags.0[1].clone() }
     }
 
-    pub fn variant(&self, media_type: MediaType, gzip: bool) -> &Variant {
-        let pair = match media_type {
-            MediaType::JsonV1 => &self.json,
-            MediaType::HtmlV1 => &self.html,
-            MediaType::TextHtml => &self.text_html,
-        };
-        &pair[usize::from(gzip)]
-    }
-
-    /// Bytes held, for the memory cache's weigher (the text/html variants share buffers).
+    /// Bytes held, for the memory cache's weigher: the plain forms, and an eighth of them for
+    /// the compressed ones (made later; pages compress about tenfold).
     pub fn weight(&self) -> usize {
-        self.json.iter().chain(self.html.iter()).map(|v| v.body.len()).sum()
+        let plain = self.json.plain.len() + self.html.plain.len();
+        plain + plain / 8
     }
 }
 
-fn gzip(bytes: &[u8]) -> Bytes {
-    // Level 6: most of the ratio of 9 at a fraction of the time; done once per page version.
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 4), Compression::new(6));
+fn compress(bytes: &[u8], level: u32) -> Bytes {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 8), Compression::new(level));
     encoder.write_all(bytes).expect("writing to a Vec cannot fail");
     Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
 }
@@ -78,22 +123,44 @@ mod tests {
     #[test]
     fn variants_have_distinct_etags_and_gzip_round_trips() {
         let rendered = Rendered::new(b"{\"a\":1}".to_vec(), b"<html></html>".to_vec());
-        let mut etags: Vec<&HeaderValue> = Vec::new();
+        let mut etags: Vec<HeaderValue> = Vec::new();
         for media in [MediaType::JsonV1, MediaType::HtmlV1, MediaType::TextHtml] {
             for gz in [false, true] {
-                etags.push(&rendered.variant(media, gz).etag);
+                etags.push(rendered.variant(media, gz).etag);
             }
         }
         let unique: std::collections::HashSet<_> = etags.iter().collect();
         assert_eq!(unique.len(), 6);
         let mut plain = String::new();
-        let gz = &rendered.variant(MediaType::HtmlV1, true).body;
+        let gz = rendered.variant(MediaType::HtmlV1, true).body;
         flate2::read::GzDecoder::new(&gz[..]).read_to_string(&mut plain).unwrap();
         assert_eq!(plain, "<html></html>");
         let other = Rendered::new(b"{\"a\":2}".to_vec(), b"<html></html>".to_vec());
         assert_ne!(
             other.variant(MediaType::HtmlV1, false).etag,
             rendered.variant(MediaType::HtmlV1, false).etag
+        );
+    }
+
+    #[test]
+    fn the_first_gzip_answer_is_fast_and_later_ones_are_small_under_their_own_tag() {
+        let json: Vec<u8> =
+            (0..20_000).flat_map(|i| format!("{{\"file\":\"f-{i}.whl\"}},").into_bytes()).collect();
+        let rendered = Rendered::new(json.clone(), b"<html></html>".to_vec());
+        // Without a runtime the best form is made at once: the first answer is level 1, every
+        // later one level 6.
+        let first = rendered.variant(MediaType::JsonV1, true);
+        let later = rendered.variant(MediaType::JsonV1, true);
+        assert_ne!(first.etag, later.etag, "other bytes, another tag");
+        assert!(later.body.len() < first.body.len());
+        for variant in [first, later] {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&variant.body[..]).read_to_end(&mut out).unwrap();
+            assert_eq!(out, json);
+        }
+        assert_eq!(
+            rendered.variant(MediaType::JsonV1, true).etag,
+            rendered.variant(MediaType::JsonV1, true).etag
         );
     }
 }

@@ -56,7 +56,7 @@ pub async fn project(
         &request.headers,
         media_type,
         gzip,
-        variant,
+        &variant,
         answer.cache == CacheResult::Stale,
         &state.fresh_cache_control,
     );
@@ -111,7 +111,7 @@ pub async fn root(
     let gzip = accepts_gzip(&request.headers);
     let variant = rendered.variant(media_type, gzip);
     let mut response =
-        page_response(&request.headers, media_type, gzip, variant, false, &state.fresh_cache_control);
+        page_response(&request.headers, media_type, gzip, &variant, false, &state.fresh_cache_control);
     response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache));
     Ok(response)
 }

@@ -91,7 +91,7 @@ impl Upstream {
             Ok(Fetched::NotModified) => Ok(PageAnswer::NotModified),
             Ok(Fetched::Body(body)) => {
                 self.count_received("page", &body.bytes);
-                self.parse_page(project, body)
+                parse_page(project.clone(), body).await
             }
         };
         let outcome = match &parsed {
@@ -106,16 +106,6 @@ impl Upstream {
 
     pub(super) fn count_received(&self, kind: &str, bytes: &[u8]) {
         self.metrics.upstream_bytes.with_label_values(&[&self.name, kind]).inc_by(bytes.len() as u64);
-    }
-
-    fn parse_page(&self, project: &ProjectName, body: Body) -> Result<PageAnswer, UpstreamError> {
-        let page = match body.kind {
-            MediaType::JsonV1 => parse_project_json(&body.bytes, &body.final_url, project.as_str())?,
-            MediaType::HtmlV1 | MediaType::TextHtml => {
-                parse_project_html(&body.bytes, &body.final_url, project.as_str())?
-            }
-        };
-        Ok(PageAnswer::Found(Box::new(FetchedPage { page, validators: body.validators })))
     }
 
     /// Fetches and parses the root page (the list of projects).
@@ -196,6 +186,29 @@ fn inflate(compressed: &[u8], cap: u64) -> Result<bytes::Bytes, UpstreamError> {
 }
 
 /// The error for a non-200, non-404 answer.
+/// Pages up to this size parse on the reactor; larger ones (a page of thousands of files takes
+/// milliseconds) on the blocking pool, so they hold no runtime thread.
+const PARSE_INLINE_BYTES: usize = 64 * 1024;
+
+async fn parse_page(project: ProjectName, body: Body) -> Result<PageAnswer, UpstreamError> {
+    let inline = body.bytes.len() <= PARSE_INLINE_BYTES;
+    let parse = move || {
+        let page = match body.kind {
+            MediaType::JsonV1 => parse_project_json(&body.bytes, &body.final_url, project.as_str())?,
+            MediaType::HtmlV1 | MediaType::TextHtml => {
+                parse_project_html(&body.bytes, &body.final_url, project.as_str())?
+            }
+        };
+        Ok(PageAnswer::Found(Box::new(FetchedPage { page, validators: body.validators })))
+    };
+    if inline {
+        return parse();
+    }
+    tokio::task::spawn_blocking(parse)
+        .await
+        .unwrap_or_else(|_| Err(UpstreamError::Body("parsing the page failed".to_owned())))
+}
+
 pub(super) fn status_error(status: StatusCode, headers: &HeaderMap) -> UpstreamError {
     match status {
         StatusCode::NON_AUTHORITATIVE_INFORMATION => UpstreamError::SignInPage,

@@ -206,7 +206,9 @@ impl<'de> Deserialize<'de> for DistFile {
                     match key {
                         FileKey::Filename => filename = Some(map.next_value()?),
                         FileKey::Url => url = Some(map.next_value()?),
-                        FileKey::Hashes => file.hashes = map.next_value::<Option<Hashes>>()?.unwrap_or_default(),
+                        FileKey::Hashes => {
+                            file.hashes = map.next_value::<Option<Hashes>>()?.unwrap_or_default()
+                        }
                         FileKey::RequiresPython => file.requires_python = map.next_value()?,
                         FileKey::Yanked => file.yanked = map.next_value()?,
                         FileKey::CoreMetadata => file.core_metadata = map.next_value()?,
@@ -270,7 +272,8 @@ impl<'de> Deserialize<'de> for CoreMetadata {
                 Ok(CoreMetadata::Flag(available))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<CoreMetadata, A::Error> {
-                Hashes::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(CoreMetadata::Hashes)
+                Hashes::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(CoreMetadata::Hashes)
             }
         }
         deserializer.deserialize_any(CoreMetadataVisitor)
