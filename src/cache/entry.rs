@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::rendered::Rendered;
 use crate::pypi::ProjectName;
-use crate::pypi::rewrite::{MetadataOffer, client_page};
-use crate::pypi::simple::{DistFile, ProjectPage, render_project_html, render_project_json};
+use crate::pypi::rewrite::{ClientView, MetadataOffer};
+use crate::pypi::simple::{DistFile, ProjectPage, render_project_html_with, render_project_json_with};
 use crate::upstream::Validators;
 
 /// A resolved project: who owns it, its page (upstream URLs), and what clients get.
@@ -112,8 +112,8 @@ impl CachedProject {
 }
 
 fn render(project: &ProjectName, page: &ProjectPage, offer: Option<MetadataOffer>) -> Rendered {
-    let client = client_page(page, project, offer);
-    Rendered::new(render_project_json(&client), render_project_html(&client).into_bytes())
+    let view = ClientView { project, offer };
+    Rendered::new(render_project_json_with(page, &view), render_project_html_with(page, &view).into_bytes())
 }
 
 fn millis(at: SystemTime) -> u64 {

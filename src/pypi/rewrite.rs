@@ -9,7 +9,9 @@
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use super::ProjectName;
-use super::simple::{CoreMetadata, ProjectPage};
+use std::borrow::Cow;
+
+use super::simple::{CoreMetadata, DistFile, FileView, ProjectPage};
 
 /// Characters kept as they are in one path segment: RFC 3986 unreserved ones and `+` (common in
 /// local version labels such as `1.0+cpu`). Everything else is percent-encoded.
@@ -45,6 +47,28 @@ pub fn client_page(
         }
     }
     page
+}
+
+/// The page as a client sees it, for the renderers: file URLs pointing at pipgate, and
+/// metadata offered as [`client_page`] offers it, without copying the page.
+pub struct ClientView<'a> {
+    pub project: &'a ProjectName,
+    pub offer: Option<MetadataOffer<'a>>,
+}
+
+impl FileView for ClientView<'_> {
+    fn url<'f>(&self, file: &'f DistFile) -> Cow<'f, str> {
+        Cow::Owned(client_file_url(self.project, &file.filename))
+    }
+
+    fn core_metadata<'f>(&self, file: &'f DistFile) -> Option<Cow<'f, CoreMetadata>> {
+        if let Some(offer) = self.offer
+            && let Some(sha256) = file.wheel_without_metadata()
+        {
+            return lowercase_then(sha256, offer).map(Cow::Owned);
+        }
+        file.core_metadata.as_ref().map(Cow::Borrowed)
+    }
 }
 
 /// `f(text)` with `text` in lowercase, copied only when it is not lowercase already (listed
@@ -105,6 +129,41 @@ mod tests {
         assert_eq!(page.files[3].core_metadata, None, "sdists are left alone");
         let refused = |_: &str| None;
         assert_eq!(client_page(&upstream, &project, Some(&refused)).files[0].core_metadata, None);
+    }
+
+    #[test]
+    fn rendering_through_the_view_equals_rendering_the_rewritten_copy() {
+        use crate::pypi::simple::{
+            render_project_html, render_project_html_with, render_project_json, render_project_json_with,
+        };
+        let sha = "CD".repeat(32);
+        let body = format!(
+            r#"{{"meta":{{"api-version":"1.1","_last-serial":7}},"name":"x","project-status":{{"status":"active"}},
+            "tracks":["https://t.test/x/"],"future-page-key":1,"files":[
+            {{"filename":"x-1.0-py3-none-any.whl","hashes":{{"sha256":"{sha}"}},"url":"https://f.test/a?sig=S","yanked":"bad","future":[1]}},
+            {{"filename":"x-1.1-py3-none-any.whl","hashes":{{"sha256":"{sha}"}},"core-metadata":true,"url":"https://f.test/b","gpg-sig":false,"size":3,"upload-time":"2024-01-01T00:00:00Z","provenance":"https://p.test/1"}},
+            {{"filename":"x-1.0.tar.gz","hashes":{{}},"requires-python":">=3.8","url":"https://f.test/c"}}]}}"#
+        );
+        let base = url::Url::parse("https://f.test/simple/x/").unwrap();
+        let upstream = parse_project_json(body.as_bytes(), &base, "x").unwrap();
+        let project = ProjectName::new("x").unwrap();
+        let offer = |sha: &str| Some(CoreMetadata::Hashes([("sha256".to_owned(), sha.to_owned())].into()));
+        for offer in [None, Some(&offer as MetadataOffer)] {
+            let copy = client_page(&upstream, &project, offer);
+            let view = ClientView { project: &project, offer };
+            assert_eq!(
+                String::from_utf8(render_project_json_with(&upstream, &view)).unwrap(),
+                String::from_utf8(render_project_json(&copy)).unwrap()
+            );
+            assert_eq!(render_project_html_with(&upstream, &view), render_project_html(&copy));
+            // And the same document as the model's own (derived) serialization.
+            let mut derived = serde_json::to_value(&copy).unwrap();
+            derived["meta"] =
+                serde_json::json!({"api-version": crate::pypi::simple::API_VERSION, "_last-serial": 7});
+            let rendered: serde_json::Value =
+                serde_json::from_slice(&render_project_json_with(&upstream, &view)).unwrap();
+            assert_eq!(rendered, derived);
+        }
     }
 
     #[test]

@@ -181,6 +181,11 @@ fn metadata_attribute(metadata: &CoreMetadata) -> Option<String> {
 
 /// Renders a project page as PEP 503 HTML with pipgate's api-version.
 pub fn render_project_html(page: &ProjectPage) -> String {
+    render_project_html_with(page, &super::AsIs)
+}
+
+/// Renders a project page as HTML, each file's URL and core metadata as `view` shows them.
+pub fn render_project_html_with(page: &ProjectPage, view: &dyn super::FileView) -> String {
     let name = encode_text(&page.name);
     let mut out = String::with_capacity(256 + page.files.len() * 256);
     out.push_str("<!DOCTYPE html>\n<html>\n  <head>\n");
@@ -203,9 +208,10 @@ pub fn render_project_html(page: &ProjectPage) -> String {
     );
     for file in &page.files {
         out.push_str("    <a href=\"");
+        let url = view.url(file);
         let href = match preferred_hash(&file.hashes) {
-            Some((hash, digest)) => format!("{}#{hash}={digest}", file.url),
-            None => file.url.clone(),
+            Some((hash, digest)) => format!("{url}#{hash}={digest}"),
+            None => url.into_owned(),
         };
         out.push_str(&encode_double_quoted_attribute(&href));
         out.push('"');
@@ -217,7 +223,7 @@ pub fn render_project_html(page: &ProjectPage) -> String {
             Yanked::Flag(true) => data_attribute(&mut out, "data-yanked", ""),
             Yanked::Reason(reason) => data_attribute(&mut out, "data-yanked", reason),
         }
-        if let Some(value) = file.core_metadata.as_ref().and_then(metadata_attribute) {
+        if let Some(value) = view.core_metadata(file).as_deref().and_then(metadata_attribute) {
             data_attribute(&mut out, "data-core-metadata", &value);
             data_attribute(&mut out, "data-dist-info-metadata", &value);
         }

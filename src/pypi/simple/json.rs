@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{API_VERSION, PageError, ProjectList, ProjectPage, absolute_url};
+use super::{API_VERSION, AsIs, DistFile, FileView, PageError, ProjectList, ProjectPage, absolute_url};
 
 /// Parses a JSON project page fetched from `base`, resolving file URLs against it.
 pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<ProjectPage, PageError> {
@@ -30,14 +30,100 @@ pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<Proj
 
 /// Renders a project page as PEP 691 JSON with pipgate's api-version.
 pub fn render_project_json(page: &ProjectPage) -> Vec<u8> {
+    render_project_json_with(page, &AsIs)
+}
+
+/// Renders a project page as PEP 691 JSON, each file's URL and core metadata as `view` shows
+/// them. Keys come in the model's order; unknown keys of the page and of each file follow.
+pub fn render_project_json_with(page: &ProjectPage, view: &dyn FileView) -> Vec<u8> {
     #[derive(Serialize)]
     struct Rendered<'a> {
         meta: RenderedMeta<'a>,
+        name: &'a str,
+        files: Files<'a>,
+        versions: &'a [String],
+        #[serde(rename = "project-status", skip_serializing_if = "Option::is_none")]
+        project_status: &'a Option<super::ProjectStatus>,
+        #[serde(skip_serializing_if = "<[_]>::is_empty")]
+        tracks: &'a [String],
+        #[serde(rename = "alternate-locations", skip_serializing_if = "<[_]>::is_empty")]
+        alternate_locations: &'a [String],
         #[serde(flatten)]
-        page: &'a ProjectPage,
+        extra: &'a Map<String, Value>,
     }
-    let rendered = Rendered { meta: RenderedMeta::new(&page.meta.extra), page };
-    serde_json::to_vec(&rendered).expect("a page model always serializes")
+    let rendered = Rendered {
+        meta: RenderedMeta::new(&page.meta.extra),
+        name: &page.name,
+        files: Files { files: &page.files, view },
+        versions: &page.versions,
+        project_status: &page.project_status,
+        tracks: &page.tracks,
+        alternate_locations: &page.alternate_locations,
+        extra: &page.extra,
+    };
+    let mut out = Vec::with_capacity(256 + page.files.len() * 320);
+    serde_json::to_writer(&mut out, &rendered).expect("a page model always serializes");
+    out
+}
+
+struct Files<'a> {
+    files: &'a [DistFile],
+    view: &'a dyn FileView,
+}
+
+impl Serialize for Files<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        let mut seq = serializer.serialize_seq(Some(self.files.len()))?;
+        for file in self.files {
+            seq.serialize_element(&FileOut { file, view: self.view })?;
+        }
+        seq.end()
+    }
+}
+
+/// One file entry, as `DistFile`'s fields would serialize, with the view's URL and metadata.
+struct FileOut<'a> {
+    file: &'a DistFile,
+    view: &'a dyn FileView,
+}
+
+impl Serialize for FileOut<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let f = self.file;
+        let mut map = serializer.serialize_map(None)?;
+        map.serialize_entry("filename", &f.filename)?;
+        map.serialize_entry("url", self.view.url(f).as_ref())?;
+        map.serialize_entry("hashes", &f.hashes)?;
+        if let Some(requires_python) = &f.requires_python {
+            map.serialize_entry("requires-python", requires_python)?;
+        }
+        if !f.yanked.is_no() {
+            map.serialize_entry("yanked", &f.yanked)?;
+        }
+        // Both spellings always hold the same value (PEP 714).
+        if let Some(metadata) = self.view.core_metadata(f) {
+            map.serialize_entry("core-metadata", metadata.as_ref())?;
+            map.serialize_entry("dist-info-metadata", metadata.as_ref())?;
+        }
+        if let Some(gpg_sig) = f.gpg_sig {
+            map.serialize_entry("gpg-sig", &gpg_sig)?;
+        }
+        if let Some(size) = f.size {
+            map.serialize_entry("size", &size)?;
+        }
+        if let Some(upload_time) = &f.upload_time {
+            map.serialize_entry("upload-time", upload_time)?;
+        }
+        if let Some(provenance) = &f.provenance {
+            map.serialize_entry("provenance", provenance)?;
+        }
+        for (key, value) in &f.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
 }
 
 /// Parses a JSON root page (the list of projects).

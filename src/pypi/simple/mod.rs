@@ -12,13 +12,38 @@ mod html;
 mod json;
 
 pub use filename::version_from_filename;
-pub use html::{parse_project_html, parse_root_html, render_project_html, render_root_html};
-pub use json::{parse_project_json, parse_root_json, render_project_json, render_root_json};
+pub use html::{
+    parse_project_html, parse_root_html, render_project_html, render_project_html_with, render_root_html,
+};
+pub use json::{
+    parse_project_json, parse_root_json, render_project_json, render_project_json_with, render_root_json,
+};
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+/// What a renderer shows of a file where a served page differs from the model: its URL and its
+/// core metadata. Pages are rendered through a view instead of from a rewritten copy, since
+/// copying a page of thousands of files cost more than rendering it.
+pub trait FileView {
+    fn url<'f>(&self, file: &'f DistFile) -> std::borrow::Cow<'f, str>;
+    fn core_metadata<'f>(&self, file: &'f DistFile) -> Option<std::borrow::Cow<'f, CoreMetadata>>;
+}
+
+/// The model as it is.
+pub struct AsIs;
+
+impl FileView for AsIs {
+    fn url<'f>(&self, file: &'f DistFile) -> std::borrow::Cow<'f, str> {
+        std::borrow::Cow::Borrowed(&file.url)
+    }
+
+    fn core_metadata<'f>(&self, file: &'f DistFile) -> Option<std::borrow::Cow<'f, CoreMetadata>> {
+        file.core_metadata.as_ref().map(std::borrow::Cow::Borrowed)
+    }
+}
 
 /// The API version pipgate speaks to clients.
 pub const API_VERSION: &str = "1.4";
