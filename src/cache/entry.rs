@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::rendered::Rendered;
 use crate::pypi::ProjectName;
-use crate::pypi::rewrite::{ClientView, MetadataOffer};
+use crate::pypi::rewrite::{ClientView, MetadataOffer, SharedOffer};
 use crate::pypi::simple::{DistFile, ProjectPage, render_project_html_with, render_project_json_with};
 use crate::upstream::Validators;
 
@@ -38,8 +38,9 @@ impl CachedProject {
         page: ProjectPage,
         validators: Validators,
         fetched_at: SystemTime,
-        offer: Option<MetadataOffer>,
+        offer: Option<SharedOffer>,
     ) -> CachedProject {
+        let page = Arc::new(page);
         let rendered = render(project, &page, offer);
         let mut by_filename = HashMap::with_capacity(page.files.len());
         for (i, file) in page.files.iter().enumerate() {
@@ -48,7 +49,7 @@ impl CachedProject {
         }
         CachedProject {
             owner,
-            page: Arc::new(page),
+            page,
             validators,
             fetched_at,
             rendered: Arc::new(rendered),
@@ -72,7 +73,7 @@ impl CachedProject {
 
     /// The same page version rendered again, for what pipgate now knows about the metadata
     /// it offers (a hash learned, a wheel refused).
-    pub fn rerendered(&self, project: &ProjectName, offer: Option<MetadataOffer>) -> CachedProject {
+    pub fn rerendered(&self, project: &ProjectName, offer: Option<SharedOffer>) -> CachedProject {
         CachedProject {
             owner: self.owner,
             page: self.page.clone(),
@@ -111,9 +112,18 @@ impl CachedProject {
     }
 }
 
-fn render(project: &ProjectName, page: &ProjectPage, offer: Option<MetadataOffer>) -> Rendered {
-    let view = ClientView { project, offer };
-    Rendered::new(render_project_json_with(page, &view), render_project_html_with(page, &view).into_bytes())
+/// JSON now (what pip and uv ask for); HTML when a client first asks for it.
+fn render(project: &ProjectName, page: &Arc<ProjectPage>, offer: Option<SharedOffer>) -> Rendered {
+    let json = render_project_json_with(page, &ClientView { project, offer: borrowed(&offer) });
+    let (project, page) = (project.clone(), page.clone());
+    Rendered::new(json, move || {
+        render_project_html_with(&page, &ClientView { project: &project, offer: borrowed(&offer) })
+            .into_bytes()
+    })
+}
+
+fn borrowed(offer: &Option<SharedOffer>) -> Option<MetadataOffer<'_>> {
+    offer.as_deref().map(|offer| offer as MetadataOffer)
 }
 
 fn millis(at: SystemTime) -> u64 {

@@ -28,7 +28,7 @@ use super::page_disk::PageDisk;
 use super::shared::SharedTier;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
-use crate::pypi::rewrite::MetadataOffer;
+use crate::pypi::rewrite::SharedOffer;
 use crate::resolve::{Resolution, ResolveError, Resolver};
 
 /// The answer for a project: its cached page, and whether that page is past its freshness.
@@ -134,13 +134,13 @@ impl PageCache {
     /// metadata if that upstream has it on. Blocking (renders): run off the reactor.
     fn build(
         resolver: &Resolver,
-        metadata: &MetadataStore,
+        metadata: &Arc<MetadataStore>,
         owner: usize,
-        make: impl FnOnce(Option<MetadataOffer>) -> CachedProject,
+        make: impl FnOnce(Option<SharedOffer>) -> CachedProject,
     ) -> CachedProject {
         if resolver.upstream(owner).synthesizes_metadata() {
-            let offer = |sha256: &str| metadata.offer(sha256);
-            make(Some(&offer))
+            let metadata = metadata.clone();
+            make(Some(Arc::new(move |sha256: &str| metadata.offer(sha256))))
         } else {
             make(None)
         }

@@ -65,7 +65,8 @@ async fn fetch_and_render(upstreams: impl Iterator<Item = &Arc<Upstream>>) -> Re
         }
     }
     Ok(tokio::task::spawn_blocking(move || {
-        Rendered::new(render_root_json(&list), render_root_html(&list).into_bytes())
+        let html = render_root_html(&list).into_bytes();
+        Rendered::new(render_root_json(&list), move || html)
     })
     .await
     .expect("rendering does not panic"))

@@ -27,6 +27,9 @@ pub fn client_file_url(project: &ProjectName, filename: &str) -> String {
 /// `None` offers nothing.
 pub type MetadataOffer<'a> = &'a dyn Fn(&str) -> Option<CoreMetadata>;
 
+/// A [`MetadataOffer`] that can be kept (by a page whose HTML is rendered later).
+pub type SharedOffer = std::sync::Arc<dyn Fn(&str) -> Option<CoreMetadata> + Send + Sync>;
+
 /// The page as a client sees it: the owner's page with file URLs pointing at pipgate, and,
 /// with `offer`, PEP 658 metadata advertised for wheels the owner lists without it (in both
 /// spellings, so old and new clients agree; `yanked` and every other field stay as they are).
