@@ -161,12 +161,12 @@ impl Index {
 
     /// Where to read `file` from: the cache, a fill (started here if none runs), or the
     /// upstream directly. Counts the file-cache lookup.
-    pub fn open(&self, file: &ListedFile) -> FileSource {
+    pub async fn open(&self, file: &ListedFile) -> FileSource {
         let Some(sha256) = &file.sha256 else {
             self.metrics.pass_through.with_label_values(&[file.owner.name(), "no_hash"]).inc();
             return FileSource::PassThrough;
         };
-        let lookup = self.files.get_or_fill(sha256, &file.owner, &file.url, file.expected.clone());
+        let lookup = self.files.get_or_fill(sha256, &file.owner, &file.url, file.expected.clone()).await;
         let (source, result) = match lookup {
             Lookup::Hit { file, size } => (FileSource::Cached { file, size }, "hit"),
             Lookup::Filling(fill) => (FileSource::Filling(fill), "miss"),

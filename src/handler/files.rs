@@ -53,7 +53,7 @@ pub async fn file(
             return Ok(base.finish(StatusCode::OK, Some(size), None, empty()));
         }
     }
-    match state.index.open(&listed) {
+    match state.index.open(&listed).await {
         FileSource::Cached { file, size } => {
             Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))
         }

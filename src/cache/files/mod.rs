@@ -124,37 +124,56 @@ impl FileStore {
     }
 
     /// The committed file for `sha256`, or the fill that will produce it (starting one from
-    /// `upstream` if none runs).
-    pub fn get_or_fill(
+    /// `upstream` if none runs). Opening a committed file happens on the blocking pool and
+    /// outside the fills lock: the lock only guards the map.
+    pub async fn get_or_fill(
         self: &Arc<Self>,
         sha256: &str,
         upstream: &Arc<Upstream>,
         url: &str,
         expected: Expected,
     ) -> Lookup {
-        if let Some(hit) = self.hit(sha256) {
+        if let Some(hit) = self.hit(sha256).await {
             return hit;
         }
-        let mut fills = self.fills.lock().expect("fills lock");
-        if let Some(fill) = fills.get(sha256) {
-            return Lookup::Filling(fill.clone());
-        }
-        // A fill may have committed between the first look and taking the lock.
-        if let Some(hit) = self.hit(sha256) {
-            return hit;
-        }
-        if self.is_degraded() {
-            return Lookup::Unavailable;
-        }
-        match Fill::start(self.clone(), sha256.to_owned(), upstream.clone(), url.to_owned(), expected) {
-            Ok(fill) => {
-                fills.insert(sha256.to_owned(), fill.clone());
-                Lookup::Filling(fill)
+        let fill = {
+            let mut fills = self.fills.lock().expect("fills lock");
+            if let Some(fill) = fills.get(sha256) {
+                return Lookup::Filling(fill.clone());
             }
-            Err(error) => {
-                self.degrade(&error);
-                Lookup::Unavailable
+            // A fill may have committed between the first look and taking the lock: open it
+            // below, after the lock is released.
+            if self.index.contains_key(sha256) {
+                None
+            } else if self.is_degraded() {
+                return Lookup::Unavailable;
+            } else {
+                match Fill::start(
+                    self.clone(),
+                    sha256.to_owned(),
+                    upstream.clone(),
+                    url.to_owned(),
+                    expected.clone(),
+                ) {
+                    Ok(fill) => {
+                        fills.insert(sha256.to_owned(), fill.clone());
+                        Some(fill)
+                    }
+                    Err(error) => {
+                        self.degrade(&error);
+                        return Lookup::Unavailable;
+                    }
+                }
             }
+        };
+        match fill {
+            Some(fill) => Lookup::Filling(fill),
+            // Committed meanwhile; if it is gone again, start over (once: a file deleted twice
+            // in a row behind our back is served without the cache).
+            None => match self.hit(sha256).await {
+                Some(hit) => hit,
+                None => Lookup::Unavailable,
+            },
         }
     }
 
@@ -180,8 +199,8 @@ impl FileStore {
     }
 
     /// The committed file for `sha256`, if the store holds it (no fill is started).
-    pub fn cached(&self, sha256: &str) -> Option<(Arc<File>, u64)> {
-        match self.hit(sha256)? {
+    pub async fn cached(&self, sha256: &str) -> Option<(Arc<File>, u64)> {
+        match self.hit(sha256).await? {
             Lookup::Hit { file, size } => Some((file, size)),
             _ => None,
         }
@@ -200,11 +219,14 @@ impl FileStore {
         written
     }
 
-    fn hit(&self, sha256: &str) -> Option<Lookup> {
+    /// The committed file for `sha256`, opened on the blocking pool.
+    async fn hit(&self, sha256: &str) -> Option<Lookup> {
         let size = self.index.get(sha256)?;
-        match File::open(self.path(sha256)) {
-            Ok(file) => Some(Lookup::Hit { file: Arc::new(file), size }),
-            Err(_) => {
+        let path = self.path(sha256);
+        let opened = tokio::task::spawn_blocking(move || File::open(path)).await;
+        match opened {
+            Ok(Ok(file)) => Some(Lookup::Hit { file: Arc::new(file), size }),
+            _ => {
                 // Deleted behind our back: forget it and fetch again.
                 self.index.invalidate(sha256);
                 None

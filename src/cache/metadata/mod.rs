@@ -157,7 +157,7 @@ impl MetadataStore {
         wheel: WheelRef<'_>,
     ) -> Result<(Arc<CoreMetadataFile>, &'static str), MetadataFailure> {
         let key = derived_key(wheel.sha256);
-        if let Some((file, size)) = self.files.cached(&key)
+        if let Some((file, size)) = self.files.cached(&key).await
             && let Ok(bytes) = (OnDisk { file, size }).read_all().await
         {
             return Ok((self.remember(wheel.sha256, bytes), "disk"));
@@ -176,7 +176,7 @@ impl MetadataStore {
 
     /// The METADATA bytes of `wheel`, from its cached file, by ranges, or by a fill.
     async fn read(&self, wheel: WheelRef<'_>) -> Result<(Vec<u8>, &'static str), MetadataFailure> {
-        if let Some((file, size)) = self.files.cached(wheel.sha256) {
+        if let Some((file, size)) = self.files.cached(wheel.sha256).await {
             let bytes = read_metadata(&mut OnDisk { file, size }, wheel.project, wheel.version).await?;
             return Ok((bytes, "wheel"));
         }
@@ -194,7 +194,7 @@ impl MetadataStore {
 
     /// The whole wheel through the file store's verified fill (joining one that runs).
     async fn fill(&self, wheel: WheelRef<'_>) -> Result<(Arc<std::fs::File>, u64), MetadataFailure> {
-        match self.files.get_or_fill(wheel.sha256, wheel.owner, wheel.url, wheel.expected.clone()) {
+        match self.files.get_or_fill(wheel.sha256, wheel.owner, wheel.url, wheel.expected.clone()).await {
             Lookup::Hit { file, size } => Ok((file, size)),
             Lookup::Unavailable => Err(MetadataFailure::Cache(
                 "the upstream ignores ranges and the cache disk is unavailable to fill the wheel into".into(),
