@@ -41,25 +41,14 @@ for p in range(projects):
         json.dump({"meta": {"api-version": "1.1"}, "name": name, "files": entries, "versions": []}, f)
 PY
 chmod -R a+rX "$work/root"
-mkdir -p "$work/nginx/proxy-cache"; chmod 777 "$work/nginx/proxy-cache"
 start_nginx "
   types { }
-  proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
   server {
     listen 127.0.0.1:$STATIC;
     root $work/root;
     location /simple/ { index index.json; default_type application/vnd.pypi.simple.v1+json; }
   }
-  server {
-    listen 127.0.0.1:$PROXY;
-    location / {
-      proxy_pass http://127.0.0.1:$STATIC;
-      proxy_cache pages;
-      proxy_cache_valid 200 1h;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-    }
-  }"
+$(proxy_cache_server "$PROXY" "$STATIC")"
 start_pipgate "$PIPGATE" "http://127.0.0.1:$STATIC/simple/"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$STATIC/simple/cold0/" >/dev/null 2>&1 && break; sleep 0.1; done
 size=$(curl -s "http://127.0.0.1:$STATIC/simple/cold0/" | wc -c)

@@ -59,26 +59,51 @@ CONF
   pids+=($!)
 }
 
-# start_pipgate PORT UPSTREAM_URL: pipgate in front of one upstream, logging warnings only (a
-# log line per request would measure the logger). Sets $PIPGATE_PID; waits for /healthz.
-start_pipgate() {
-  cat > "$work/pipgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$1"
-[cache]
-dir = "$work/pipgate-cache"
-index_ttl = "1h"
-[[upstream]]
-name = "static"
-url = "$2"
+# proxy_cache_server PORT UPSTREAM_PORT: the nginx http {} lines of nginx as a caching proxy of
+# the upstream on UPSTREAM_PORT (the reference for a cache hit and for a cold pass-through).
+proxy_cache_server() {
+  mkdir -p "$work/nginx/proxy-cache"
+  chmod 777 "$work/nginx/proxy-cache"
+  cat <<CONF
+  proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
+  server {
+    listen 127.0.0.1:$1;
+    location / {
+      proxy_pass http://127.0.0.1:$2;
+      proxy_cache pages;
+      proxy_cache_valid 200 1h;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }
+  }
 CONF
-  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/pipgate.toml" &
+}
+
+# run_pipgate NAME PORT [TOML…]: pipgate on 127.0.0.1:PORT with a fresh cache of its own
+# ($work/cache-NAME) and the given config lines after [server] and [cache] (upstreams, more
+# [cache.*] tables), logging warnings only (a log line per request would measure the logger).
+# Sets $PIPGATE_PID and $BASE; waits for /healthz.
+run_pipgate() {
+  local name=$1 port=$2
+  shift 2
+  rm -rf "$work/cache-$name"
+  {
+    printf '[server]\nlisten = "127.0.0.1:%s"\n[cache]\ndir = "%s"\nindex_ttl = "1h"\n' "$port" "$work/cache-$name"
+    printf '%s\n' "$@"
+  } > "$work/$name.toml"
+  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/$name.toml" &
   PIPGATE_PID=$!
   pids+=("$PIPGATE_PID")
+  BASE="http://127.0.0.1:$port"
   for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0
+    curl -sf "$BASE/healthz" >/dev/null 2>&1 && return 0
     sleep 0.1
   done
   echo "$(basename "$0"): pipgate did not start" >&2
   return 1
+}
+
+# start_pipgate PORT UPSTREAM_URL: pipgate in front of one upstream.
+start_pipgate() {
+  run_pipgate pipgate "$1" '[[upstream]]' 'name = "static"' "url = \"$2\""
 }

@@ -21,13 +21,11 @@ make_work load
 STATIC=$(port); PROXY=$(port); PIPGATE=$(port)
 
 python3 benches/load/make_fixtures.py "$work/root" "$HUGE_MIB"
-mkdir -p "$work/nginx/proxy-cache" "$work/root/direct"
+mkdir -p "$work/root/direct"
 chmod -R a+rX "$work/root"
-chmod 777 "$work/nginx/proxy-cache"
 start_nginx "
   types { }
   default_type application/octet-stream;
-  proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
   # The static upstream: pages as JSON files, and the files they list.
   server {
     listen 127.0.0.1:$STATIC;
@@ -36,17 +34,7 @@ start_nginx "
     location /direct/ { default_type application/vnd.pypi.simple.v1+json; }
     location /files/ { }
   }
-  # nginx as a caching proxy of the same bytes: the reference for a cache hit.
-  server {
-    listen 127.0.0.1:$PROXY;
-    location / {
-      proxy_pass http://127.0.0.1:$STATIC;
-      proxy_cache pages;
-      proxy_cache_valid 200 1h;
-      proxy_http_version 1.1;
-      proxy_set_header Connection \"\";
-    }
-  }"
+$(proxy_cache_server "$PROXY" "$STATIC")"
 start_pipgate "$PIPGATE" "http://127.0.0.1:$STATIC/simple/"
 for _ in $(seq 100); do
   curl -sf "http://127.0.0.1:$STATIC/simple/small/" >/dev/null 2>&1 && break

@@ -48,23 +48,9 @@ now_ms() { date +%s%3N; }
 pipgate_pid=""
 pipgate_for() {
   [ -n "$pipgate_pid" ] && { kill "$pipgate_pid"; wait "$pipgate_pid" 2>/dev/null || true; }
-  local p; p=$(port)
-  rm -rf "$work/pipgate-cache"
-  cat > "$work/pipgate.toml" <<CONF
-[server]
-listen = "127.0.0.1:$p"
-[cache]
-dir = "$work/pipgate-cache"
-[[upstream]]
-name = "feed"
-url = "$FEED_URL"
-synthesize_metadata = $1
-CONF
-  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/pipgate.toml" &
-  pipgate_pid=$!
-  pids+=("$pipgate_pid")
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-  INDEX="http://127.0.0.1:$p/simple/"
+  run_pipgate resolve "$(port)" '[[upstream]]' 'name = "feed"' "url = \"$FEED_URL\"" "synthesize_metadata = $1"
+  pipgate_pid=$PIPGATE_PID
+  INDEX="$BASE/simple/"
 }
 
 echo app > "$work/requirements.in"

@@ -47,32 +47,12 @@ echo k > "$work/key-id"; echo s > "$work/secret"
 feed_file_bytes() { awk '$1 ~ /^\/files\// {s += $2} END {print s + 0}' "$work/feed.log" 2>/dev/null || echo 0; }
 now_ms() { date +%s%3N; }
 
-replica_pid=""
 replica() { # NAME PREFIX: a pipgate with a fresh cache on the shared store; sets $INDEX, $BASE
-  local p; p=$(port)
-  rm -rf "$work/cache-$1"
-  cat > "$work/$1.toml" <<CONF
-[server]
-listen = "127.0.0.1:$p"
-[cache]
-dir = "$work/cache-$1"
-[cache.shared]
-kind = "s3"
-container = "bench"
-url = "http://127.0.0.1:$STORE"
-region = "us-east-1"
-prefix = "$2"
-access_key_id_file = "$work/key-id"
-secret_access_key_file = "$work/secret"
-[[upstream]]
-name = "feed"
-url = "http://127.0.0.1:$FEED/simple/"
-CONF
-  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/$1.toml" &
-  replica_pid=$!
-  pids+=("$replica_pid")
-  for _ in $(seq 100); do curl -sf "http://127.0.0.1:$p/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-  BASE="http://127.0.0.1:$p"
+  run_pipgate "$1" "$(port)" '[cache.shared]' 'kind = "s3"' 'container = "bench"' \
+    "url = \"http://127.0.0.1:$STORE\"" 'region = "us-east-1"' "prefix = \"$2\"" \
+    "access_key_id_file = \"$work/key-id\"" "secret_access_key_file = \"$work/secret\"" \
+    '[[upstream]]' 'name = "feed"' "url = \"http://127.0.0.1:$FEED/simple/\""
+  replica_pid=$PIPGATE_PID
   INDEX="$BASE/simple/"
 }
 install() { # INDEX: a cold uv install of app; prints milliseconds

@@ -21,9 +21,10 @@ if ! cmp -s tests/e2e/requirements.txt "$stamp"; then
   "$e2e/venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/e2e/requirements.txt
   cp tests/e2e/requirements.txt "$stamp"
 fi
-# poetry and pdm each in a virtualenv of their own: their dependency sets are large and pinned
-# whole (tests/e2e/requirements-{poetry,pdm}.txt).
-for tool in poetry pdm; do
+# poetry, pdm and the storage emulators' Python side (moto's S3 server, the Azure Blob SDK) each
+# in a virtualenv of their own: their dependency sets are large and pinned whole
+# (tests/e2e/requirements-{poetry,pdm,storage}.txt).
+for tool in poetry pdm storage; do
   requirements="tests/e2e/requirements-$tool.txt"
   if ! cmp -s "$requirements" "$e2e/$tool/.requirements"; then
     echo "test.sh: installing $tool into $e2e/$tool"
@@ -33,16 +34,8 @@ for tool in poetry pdm; do
     cp "$requirements" "$e2e/$tool/.requirements"
   fi
 done
-# The storage emulators of the shared-tier tests: moto's S3 server and the Azure Blob SDK in a
-# virtualenv of their own, and Azurite from the npm registry (tests/e2e/azurite, npm ci).
-requirements=tests/e2e/requirements-storage.txt
-if ! cmp -s "$requirements" "$e2e/storage/.requirements"; then
-  echo "test.sh: installing moto and the Azure Blob SDK into $e2e/storage"
-  rm -rf "$e2e/storage"
-  "$python" -m venv "$e2e/storage"
-  "$e2e/storage/bin/python" -m pip install --quiet --disable-pip-version-check -r "$requirements"
-  cp "$requirements" "$e2e/storage/.requirements"
-fi
+# Azurite, the Azure Storage emulator of the shared-tier tests, from the npm registry
+# (tests/e2e/azurite, npm ci).
 if ! cmp -s tests/e2e/azurite/package-lock.json "$e2e/azurite/.package-lock"; then
   if ! command -v npm >/dev/null 2>&1; then
     [ "$(id -u)" -eq 0 ] || { echo "test.sh: npm is needed to install Azurite: apt-get install nodejs npm" >&2; exit 1; }

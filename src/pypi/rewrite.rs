@@ -38,16 +38,14 @@ pub fn client_page(
     project: &ProjectName,
     offer: Option<MetadataOffer>,
 ) -> ProjectPage {
+    // A copy, as `ClientView` shows it: served pages render through the view without copying.
+    let view = ClientView { project, offer };
     let mut page = upstream_page.clone();
-    for file in &mut page.files {
-        file.url = client_file_url(project, &file.filename);
-        if let Some(offer) = offer
-            && let Some(sha256) = file.wheel_without_metadata()
-            && let Some(metadata) = lowercase_then(sha256, offer)
-        {
-            file.core_metadata = Some(metadata.clone());
-            file.dist_info_metadata = Some(metadata);
-        }
+    for (file, listed) in page.files.iter_mut().zip(&upstream_page.files) {
+        file.url = view.url(listed).into_owned();
+        let metadata = view.core_metadata(listed).map(Cow::into_owned);
+        file.dist_info_metadata = metadata.clone();
+        file.core_metadata = metadata;
     }
     page
 }

@@ -126,8 +126,8 @@ impl MetadataStore {
     }
 
     /// METADATA of `wheel` and where it came from (`memory`, `disk`, `wheel`, `ranges` or
-    /// `fill`: the `source` label of `pipgate_core_metadata_total`), and whether it was new
-    /// (read from a wheel now, so pages can now carry its hash).
+    /// `fill`: the `source` label of `pipgate_core_metadata_total`; anything but `memory` is
+    /// new to the pages, which may now carry its hash).
     pub async fn get(
         &self,
         wheel: WheelRef<'_>,
