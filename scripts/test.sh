@@ -11,6 +11,8 @@ cd "$(dirname "$0")/.."
 root=$(pwd)
 e2e="$root/.e2e"
 
+# Free disk, for reading a failed run: a cold run needs a few GiB (target/, .e2e/, the fuzz build).
+echo "test.sh: $(df -h --output=avail . | tail -1 | tr -d ' ') free on the disk of $root"
 bash scripts/e2e-setup.sh
 
 # The release binary exactly as the Dockerfile builds it (its `RUN cargo build` line, run
