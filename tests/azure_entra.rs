@@ -6,7 +6,7 @@
 //! - service principal with a client secret read from a file (the client-credentials flow);
 //! - in both, the feed gets the Entra token, and no secret reaches pipgate's trace-level logs.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -11,7 +11,7 @@
 //! - at the `trace` log level, no token and no identity secret appear in pipgate's output;
 //! - the Azure CLI identity runs `az account get-access-token` (a stand-in `az` on PATH).
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,7 @@
 //! - least-recently-used eviction under `max_size`; leftover temp files are removed at start;
 //! - a file listed without a sha256 is passed through and not cached.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

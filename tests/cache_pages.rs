@@ -8,7 +8,7 @@
 //!   private round trip on every lookup;
 //! - ETag/304 and gzip for clients.
 
-mod support;
+use crate::support;
 
 use std::future::ready;
 use std::io::Read;

@@ -4,7 +4,7 @@
 //! - `serve` runs from a config file plus `PIPGATE_*` overlays, and at the most verbose log
 //!   level its output never holds the upstream password (raw or base64-encoded).
 
-mod support;
+use crate::support;
 
 use std::process::Command;
 

@@ -14,7 +14,7 @@
 //!   `Retry-After`), another address is not affected;
 //! - no credential reaches a log line, even at trace level.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use support::binary::RunningBinary;

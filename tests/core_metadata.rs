@@ -3,7 +3,7 @@
 //! the cached wheel, or by filling the wheel when ranges are refused), serves it byte for byte,
 //! and advertises its hash once known. Resolvers that backtrack then read kilobytes.
 
-mod support;
+use crate::support;
 
 use pipgate::config::MapEnv;
 use support::fake_index::{FakeFile, FakeIndex, FileMode};

@@ -5,7 +5,7 @@
 //!   credential, and the SAS query string never reaches the client;
 //! - error answers never carry the credential.
 
-mod support;
+use crate::support;
 
 use pipgate::config::MapEnv;
 use support::fake_index::FakeIndex;

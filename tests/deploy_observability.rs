@@ -8,7 +8,7 @@
 //!
 //! promtool comes from Debian's `prometheus` package; `scripts/e2e-setup.sh` installs it.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::io::Write;

@@ -16,7 +16,7 @@
 //! hadolint, kubernetes-validate and check-jsonschema come from PyPI into `.e2e/venv`
 //! (`scripts/e2e-setup.sh`); systemd-analyze is the machine's.
 
-mod support;
+use crate::support;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};

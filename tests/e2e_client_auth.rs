@@ -7,7 +7,7 @@
 //!   by the attacker's public package of the same name;
 //! - a wrong password is refused the same way.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

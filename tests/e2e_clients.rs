@@ -14,7 +14,7 @@
 //!   version from the held page while `max_stale` allows, then fails, and never receives the
 //!   attacker's public file.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -5,7 +5,7 @@
 //!
 //! poetry and pdm come from PyPI into `.e2e/poetry` and `.e2e/pdm` (`scripts/e2e-setup.sh`).
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 use std::process::Stdio;

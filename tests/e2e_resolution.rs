@@ -6,7 +6,7 @@
 //! The set: `app 2.0` needs `lib>=2` and `conflict==1.0`, but `lib 2.0` needs `conflict==2.0`,
 //! so a resolver must look at `app 2.0`, find the conflict, and go back to `app 1.0`.
 
-mod support;
+use crate::support;
 
 use pipgate::config::MapEnv;
 use support::fake_index::{FakeFile, FakeIndex, FileMode};

@@ -7,7 +7,7 @@
 //!   proxy credential from its URL goes to the proxy, never to the upstream; TLS runs end to
 //!   end), and `NO_PROXY` exempts a host.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use pipgate::config::MapEnv;

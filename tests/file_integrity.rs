@@ -4,7 +4,7 @@
 //! request fetches again. Both a small file (fails before the answer starts) and a large one
 //! (fails mid-stream) are tried.
 
-mod support;
+use crate::support;
 
 use std::path::Path;
 

@@ -9,7 +9,7 @@
 //! - a real HTTP/2 client (curl, prior knowledge) is served;
 //! - a client that stops reading does not slow another client's download of the same file.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

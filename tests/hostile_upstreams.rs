@@ -5,7 +5,7 @@
 //! - a 200 page with any form (Entra's first sign-in step has no password field) fails closed;
 //! - a redirect from https to plain http is refused, for pages and for files.
 
-mod support;
+use crate::support;
 
 use support::binary::RunningBinary;
 use support::fake_index::{FakeIndex, FileMode, PageMode};

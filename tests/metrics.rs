@@ -1,7 +1,7 @@
 //! `/metrics`: what pipgate counts, exactly, for a known sequence of requests, with labels
 //! that never carry a project name or a URL.
 
-mod support;
+use crate::support;
 
 use support::fake_index::{FakeIndex, FileMode, PageMode};
 use support::{PIP_ACCEPT, Pipgate, config_for, get, wheel};

@@ -10,7 +10,7 @@
 //!   708) are listed as such; a public name that goes away leaves the list;
 //! - exact metric values for holds, releases, health and shadows.
 
-mod support;
+use crate::support;
 
 use serde_json::Value;
 use support::fake_index::FakeIndex;

@@ -7,7 +7,7 @@
 //!   fill it started, and the access line has route, status, bytes, cache and upstream; a trusted
 //!   incoming `X-Request-Id` is kept; the text format writes no colour codes into a file.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};

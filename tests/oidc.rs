@@ -11,7 +11,7 @@
 //! - rules say what each token may read: a feature-branch token that may read only the
 //!   public upstream is refused the private project, never given the public name.
 
-mod support;
+use crate::support;
 
 use base64::Engine;
 use jsonwebtoken::jwk::JwkSet;

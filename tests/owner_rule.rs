@@ -8,7 +8,7 @@
 //! - a file request applies the same rule, so a public file cannot be fetched under a
 //!   private name.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -8,7 +8,7 @@
 //! - the upstream sees pipgate's credential and never the client's, and gets the multipart body
 //!   byte for byte; every publish is counted.
 
-mod support;
+use crate::support;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};

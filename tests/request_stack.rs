@@ -5,7 +5,7 @@
 //! - a request that outlives `server.request_timeout` is answered 504 by the error table and
 //!   counted as such, while the upstream work it joined goes on.
 
-mod support;
+use crate::support;
 
 use std::collections::HashSet;
 use std::future::ready;

@@ -4,7 +4,7 @@
 //! detected, deleted and fetched again; a store that stops degrades to local-only and comes
 //! back; a herd across both replicas costs at most one upstream GET each.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

@@ -6,7 +6,7 @@
 //! - PEP 658 metadata is served through pipgate;
 //! - the root page lists every upstream's projects.
 
-mod support;
+use crate::support;
 
 use support::fake_index::{FakeFile, FakeIndex, PageMode};
 use support::{HTML_ACCEPT, PIP_ACCEPT, Pipgate, config_for, get, request, wheel};

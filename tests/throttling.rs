@@ -2,7 +2,7 @@
 //! behind pipgate is one identity to the feed, so pipgate stops asking instead of extending the
 //! throttle. Clients get 503 with `Retry-After`, never a fall-through to the public index.
 
-mod support;
+use crate::support;
 
 use support::fake_index::{FakeIndex, PageMode};
 use support::{Pipgate, config_for, eventually, get, wheel};

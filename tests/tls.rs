@@ -5,7 +5,7 @@
 //!   new certificate, an established keep-alive connection goes on, no request fails;
 //! - missing or wrong files are a startup error naming the file.
 
-mod support;
+use crate::support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};

@@ -28,7 +28,6 @@ pub struct Behaviour {
 pub struct IdentityEndpoint {
     pub addr: SocketAddr,
     pub behaviour: Arc<Behaviour>,
-    lifetime: Arc<Mutex<Duration>>,
 }
 
 impl IdentityEndpoint {
@@ -43,7 +42,7 @@ impl IdentityEndpoint {
         let addr = listener.local_addr().unwrap();
         let behaviour = Arc::new(Behaviour::default());
         let lifetime = Arc::new(Mutex::new(lifetime));
-        let endpoint = IdentityEndpoint { addr, behaviour: behaviour.clone(), lifetime: lifetime.clone() };
+        let endpoint = IdentityEndpoint { addr, behaviour: behaviour.clone() };
         let secret = header_secret.to_owned();
         tokio::spawn(async move {
             loop {

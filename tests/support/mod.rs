@@ -1,6 +1,5 @@
 //! Shared test support: a fake index, a wheel builder, pipgate started in-process on
 //! 127.0.0.1:0, a small HTTP client, and the Python tools that `scripts/test.sh` installs.
-#![allow(dead_code)] // each test binary uses a different part of this module
 
 pub mod binary;
 pub mod fake_index;
