@@ -60,8 +60,9 @@ pub struct Metrics {
     pub fills_in_progress: IntGauge,
     /// `pipgate_client_aborts_total{route}`: answers whose client hung up before the body ended.
     pub client_aborts: IntCounterVec,
-    /// `pipgate_file_pass_through_total{upstream, reason="no_hash|disk"}`: files streamed
-    /// without the cache (listed without a sha256, or the cache disk failing).
+    /// `pipgate_file_pass_through_total{upstream, reason="no_hash|disk|disk_during_fill"}`:
+    /// files streamed without the cache (listed without a sha256, the cache disk failing, or
+    /// failing under a fill, whose clients then get the rest relayed: counted once per fill).
     pub pass_through: IntCounterVec,
     /// `pipgate_upstream_bytes_total{upstream, kind="page|root|file|range"}`: bytes received.
     pub upstream_bytes: IntCounterVec,
@@ -332,7 +333,7 @@ impl Metrics {
             for reason in ["wheel", "upstream", "cache"] {
                 self.core_metadata_failures.with_label_values(&[upstream, reason]);
             }
-            for reason in ["no_hash", "disk"] {
+            for reason in ["no_hash", "disk", "disk_during_fill"] {
                 self.pass_through.with_label_values(&[upstream, reason]);
             }
             for via in ["config", "admin"] {

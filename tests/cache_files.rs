@@ -12,7 +12,7 @@ use crate::support;
 use std::time::Duration;
 
 use std::future::ready;
-use support::fake_index::{FakeFile, FakeIndex, FileMode};
+use support::fake_index::{FakeFile, FakeIndex, FileMode, Gate};
 
 use support::{PIP_ACCEPT, Pipgate, config_for, eventually, get, request};
 
@@ -196,4 +196,59 @@ async fn a_failing_cache_disk_slows_installs_down_instead_of_failing_them() {
     assert_eq!(index.count("/files/"), 2, "streamed through each time");
     let metrics = get(&format!("{}/metrics", pipgate.base), &[]).await.unwrap().text();
     assert!(metrics.contains(r#"pipgate_cache_lookups_total{cache="file",result="bypass"} 2"#), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cache_disk_that_fills_during_a_fill_still_gives_its_clients_the_whole_file() {
+    let file = FakeFile::blob("acme_core-1.0", 3 * 1024 * 1024, 23);
+    let index = FakeIndex::start().await;
+    index.add("acme-core", file.clone());
+    // Any file pipgate writes may grow to 1 MiB: the fill's temp file reaches that a third of
+    // the way through the file, after every client has joined the fill.
+    let env = [("PIPGATE_LOG", "info".to_owned())];
+    let pipgate = support::binary::RunningBinary::start_with_file_size_limit(
+        &config_for(&[("corp", &index.url())], ""),
+        &env,
+        1024,
+    )
+    .await;
+    get(&format!("{}/simple/acme-core/", pipgate.base), &[]).await.unwrap();
+    let gate = Gate::closed();
+    index.set_file_mode(FileMode::Gated { after: 512 * 1024, gate: gate.clone() });
+
+    let url = format!("{}/files/acme-core/{}", pipgate.base, file.filename);
+    let clients: Vec<_> = (0..10).map(|_| tokio::spawn(get_owned(url.clone()))).collect();
+    let metrics = format!("{}/metrics", pipgate.base);
+    eventually("all ten clients joined the fill", || {
+        let metrics = metrics.clone();
+        async move {
+            let text = get(&metrics, &[]).await.map(|a| a.text()).unwrap_or_default();
+            text.contains(r#"pipgate_cache_lookups_total{cache="file",result="miss"} 10"#)
+        }
+    })
+    .await;
+    gate.open();
+    for client in clients {
+        let answer = client.await.unwrap().unwrap();
+        assert_eq!(answer.status, 200);
+        assert_eq!(answer.header("x-pipgate-cache"), "miss");
+        assert!(answer.body == file.bytes, "a client got {} bytes, not the whole file", answer.body.len());
+    }
+    assert_eq!(index.count("/files/"), 1, "the ten clients shared one upstream download");
+    let log = pipgate.log_so_far();
+    assert!(log.contains("the cache disk failed during a fill"), "{log}");
+    assert!(log.contains("file relayed past the failed cache disk"), "{log}");
+
+    // Nothing half-written was kept: the next request passes through, whole.
+    let again = get(&url, &[]).await.unwrap();
+    assert!(again.body == file.bytes);
+    assert_eq!(again.header("x-pipgate-cache"), "bypass");
+    assert_eq!(index.count("/files/"), 2);
+    let metrics = get(&metrics, &[]).await.unwrap().text();
+    for counted in [
+        r#"pipgate_file_pass_through_total{reason="disk_during_fill",upstream="corp"} 1"#,
+        r#"pipgate_file_pass_through_total{reason="disk",upstream="corp"} 1"#,
+    ] {
+        assert!(metrics.contains(counted), "{counted} in {metrics}");
+    }
 }

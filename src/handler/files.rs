@@ -7,8 +7,6 @@
 //! Files whose index entry has a sha256 are cached and served with ranges and ETags; others
 //! pass through, verified for length only.
 
-use std::sync::Arc;
-
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::{BodyExt, StreamBody};
 
@@ -58,8 +56,14 @@ pub async fn file(
             Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))
         }
         FileSource::Filling(fill) => {
-            base.cache = "miss";
-            from_fill(base, method, headers, &listed, fill).await
+            let mut missed = base.clone();
+            missed.cache = "miss";
+            if let Some(answer) = from_fill(missed, method, headers, &listed, &fill).await? {
+                return Ok(answer);
+            }
+            // The cache disk failed under that fill: this request goes without it.
+            base.cache = "bypass";
+            pass_through(state, base, method, &listed).await
         }
         FileSource::PassThrough => {
             base.cache = "bypass";
@@ -97,44 +101,51 @@ async fn synthesized_metadata(
 
 /// A file being filled: a full download streams as soon as the upstream answers; a range
 /// needs the whole file (uv asks for the end of a wheel first), so it waits for the commit.
+/// `None` when the fill cannot serve this request because the cache disk failed under it (a
+/// download that joined in time is relayed to the end instead).
 async fn from_fill(
     base: Answer,
     method: &Method,
     headers: &HeaderMap,
     listed: &ListedFile,
-    fill: Arc<Fill>,
-) -> Result<Response<ResponseBody>, ServeError> {
+    fill: &Fill,
+) -> Result<Option<Response<ResponseBody>>, ServeError> {
     let wants_range = headers.contains_key(header::RANGE);
     let failed = |error| ServeError::fill_failed(listed.owner.name(), &listed.filename, error);
+    // Joined before waiting, so that a relay that begins meanwhile includes this reader.
+    let Some(feed) = fill.follow() else { return Ok(None) };
     let ready = fill
         .state
         .clone()
         .wait_for(|s| match s.phase {
             Phase::Connecting => false,
             Phase::Streaming => !wants_range,
-            Phase::Done | Phase::Failed(_) => true,
+            Phase::Done | Phase::Relaying | Phase::Relayed | Phase::Failed(_) => true,
         })
         .await
         .map(|s| s.clone())
         .map_err(|_| failed(FillError::Stream("the fill stopped".into())))?;
     match ready.phase {
         Phase::Failed(error) => Err(failed(error)),
-        Phase::Done => Ok(ranged(base, method, headers, ready.written, |start, end| {
+        Phase::Done => Ok(Some(ranged(base, method, headers, ready.written, |start, end| {
             file_chunks(fill.file.clone(), start, end, None)
-        })),
-        Phase::Streaming | Phase::Connecting => {
+        }))),
+        // A range is served from a committed file only.
+        Phase::Relaying | Phase::Relayed if wants_range => Ok(None),
+        Phase::Streaming | Phase::Connecting | Phase::Relaying | Phase::Relayed => {
             let end = ready.total.unwrap_or(u64::MAX);
             let body = if method == Method::HEAD {
                 empty()
             } else {
-                stream_body(file_chunks(fill.file.clone(), 0, end, Some(fill.state.clone())))
+                stream_body(file_chunks(fill.file.clone(), 0, end, Some(feed)))
             };
-            Ok(base.finish(StatusCode::OK, ready.total, ready.content_type, body))
+            Ok(Some(base.finish(StatusCode::OK, ready.total, ready.content_type, body)))
         }
     }
 }
 
 /// The headers every file answer carries.
+#[derive(Clone)]
 struct Answer {
     upstream: HeaderValue,
     content_type: HeaderValue,

@@ -142,6 +142,12 @@ impl Upstream {
         self.credential.as_ref().is_none_or(|c| c.is_ready())
     }
 
+    /// Counts a file of this upstream streamed to its clients without the cache, by `reason`
+    /// (`pipgate_file_pass_through_total`).
+    pub fn count_pass_through(&self, reason: &str) {
+        self.metrics.pass_through.with_label_values(&[&self.name, reason]).inc();
+    }
+
     /// Counts one request of `kind` and its latency, by outcome or error reason.
     fn record<T>(&self, kind: &str, started: std::time::Instant, outcome: Result<&'static str, &T>)
     where

@@ -21,12 +21,33 @@ pub struct RunningBinary {
 impl RunningBinary {
     /// Starts `pipgate serve` with `config` and extra environment, and waits for `/healthz`.
     pub async fn start(config: &str, env: &[(&str, String)]) -> RunningBinary {
+        Self::launch(config, env, None).await
+    }
+
+    /// As [`start`](Self::start), with every file pipgate writes limited to `kib` KiB
+    /// (`RLIMIT_FSIZE`, with `SIGXFSZ` ignored so a write past it fails with `EFBIG`): a cache
+    /// disk that fills up under a fill. The log file counts too: keep the log level low.
+    pub async fn start_with_file_size_limit(config: &str, env: &[(&str, String)], kib: u64) -> RunningBinary {
+        Self::launch(config, env, Some(kib)).await
+    }
+
+    async fn launch(config: &str, env: &[(&str, String)], file_size_kib: Option<u64>) -> RunningBinary {
         let file = tempfile::Builder::new().suffix(".toml").tempfile().unwrap();
         std::fs::write(file.path(), config).unwrap();
         let cache = tempfile::tempdir().unwrap();
         let port = free_port();
         let log = tempfile::NamedTempFile::new().unwrap();
-        let mut command = Command::new(env!("CARGO_BIN_EXE_pipgate"));
+        let binary = env!("CARGO_BIN_EXE_pipgate");
+        let mut command = match file_size_kib {
+            None => Command::new(binary),
+            Some(kib) => {
+                let mut limited = Command::new("bash");
+                // An ignored signal stays ignored across exec; bash counts `ulimit -f` in KiB.
+                limited.args(["-c", r#"trap '' XFSZ; ulimit -f "$1"; shift; exec "$@""#, "limited"]);
+                limited.arg(kib.to_string()).arg(binary);
+                limited
+            }
+        };
         command
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default())

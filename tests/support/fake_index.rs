@@ -57,7 +57,35 @@ pub enum FileMode {
     Slow(Duration),
     /// Serves `Range: bytes=…` requests with a 206 (as blob storage does); the rest whole.
     Ranges,
+    /// Sends the first `after` bytes, then the rest once the test adds a permit to `gate`.
+    Gated {
+        after: usize,
+        gate: Gate,
+    },
 }
+
+/// What holds a [`FileMode::Gated`] body back until the test opens it.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::Semaphore>);
+
+impl Gate {
+    pub fn closed() -> Gate {
+        Gate(Arc::new(tokio::sync::Semaphore::new(0)))
+    }
+
+    /// Lets every waiting and later body through.
+    pub fn open(&self) {
+        self.0.add_permits(1 << 20);
+    }
+}
+
+impl PartialEq for Gate {
+    fn eq(&self, other: &Gate) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Gate {}
 
 #[derive(Clone, Debug)]
 pub struct FakeFile {
@@ -492,6 +520,19 @@ async fn serve_file(
                 tokio::time::sleep(pause).await;
                 Some((Ok::<_, std::io::Error>(Frame::data(piece)), rest))
             });
+            streamed(file.bytes.len(), stream)
+        }
+        FileMode::Gated { after, gate } => {
+            let (first, rest) = file.bytes.split_at((*after).min(file.bytes.len()));
+            let (first, rest) = (Bytes::copy_from_slice(first), Bytes::copy_from_slice(rest));
+            let gate = gate.clone();
+            let first =
+                futures_util::stream::once(async move { Ok::<_, std::io::Error>(Frame::data(first)) });
+            let rest = futures_util::stream::once(async move {
+                let _permit = gate.0.acquire().await.unwrap();
+                Ok(Frame::data(rest))
+            });
+            let stream = futures_util::StreamExt::chain(first, rest);
             streamed(file.bytes.len(), stream)
         }
         FileMode::RedirectTo(base) => {

@@ -1,14 +1,19 @@
 //! One coalesced download of a file into the store.
+//!
+//! Readers follow a fill through its temp file. If the cache disk fails during the fill (full,
+//! read-only, gone), the fill does not abort them: it goes on downloading and hands the rest
+//! of the bytes to the readers it has (the [`Relay`]), verified as before, and only the cache
+//! copy is dropped. A request that arrives after that is served without the fill.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, header};
 use http_body_util::BodyExt;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use super::FileStore;
 use crate::upstream::{Expected, Upstream, UpstreamError};
@@ -25,6 +30,10 @@ pub enum Phase {
     Streaming,
     /// Verified and committed.
     Done,
+    /// The cache disk failed: bytes past `written` reach readers through their relay.
+    Relaying,
+    /// Every byte was verified and relayed (`total` is the length); nothing was cached.
+    Relayed,
     Failed(FillError),
 }
 
@@ -58,6 +67,59 @@ pub struct Fill {
     /// positioned reads on it, so they share one descriptor without sharing an offset.
     pub file: Arc<File>,
     pub state: watch::Receiver<FillState>,
+    relay: Arc<Relay>,
+}
+
+/// What a reader follows a fill by: its state, and the channel the rest of the bytes arrive
+/// on if the cache disk fails under the fill.
+#[derive(Debug)]
+pub struct FillFeed {
+    pub state: watch::Receiver<FillState>,
+    pub relayed: mpsc::Receiver<RelayedChunk>,
+}
+
+/// Bytes from `offset` on, handed over by the fill once the disk failed.
+pub type RelayedChunk = (u64, Bytes);
+
+/// Chunks a relay holds per reader. The chunks are shared (`Bytes`), so however many readers
+/// follow, a relaying fill holds a few write buffers, and the slowest reader sets the pace, as
+/// it would on a pass-through.
+const RELAY_DEPTH: usize = 4;
+
+/// How long a relaying fill waits for a reader that takes nothing before it drops that reader.
+const RELAY_STALL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The readers a fill would relay to. Each takes its place before it reads anything, so none
+/// can miss a relayed byte; once relaying has begun, no one new can join.
+#[derive(Debug, Default)]
+struct Relay {
+    readers: Mutex<Readers>,
+}
+
+#[derive(Debug, Default)]
+struct Readers {
+    closed: bool,
+    senders: Vec<mpsc::Sender<RelayedChunk>>,
+}
+
+impl Relay {
+    fn join(&self) -> Option<mpsc::Receiver<RelayedChunk>> {
+        let mut readers = self.readers.lock().expect("relay lock");
+        if readers.closed {
+            return None;
+        }
+        let (sender, receiver) = mpsc::channel(RELAY_DEPTH);
+        readers.senders.retain(|s| !s.is_closed());
+        readers.senders.push(sender);
+        Some(receiver)
+    }
+
+    /// Closes the relay to newcomers and hands over the readers it has.
+    fn close(&self) -> Vec<mpsc::Sender<RelayedChunk>> {
+        let mut readers = self.readers.lock().expect("relay lock");
+        readers.closed = true;
+        std::mem::take(&mut readers.senders)
+    }
 }
 
 impl Fill {
@@ -73,35 +135,78 @@ impl Fill {
         let initial =
             FillState { phase: Phase::Connecting, written: 0, total: expected.size, content_type: None };
         let (sender, state) = watch::channel(initial);
-        let fill = Arc::new(Fill { file: file.clone(), state });
+        let relay = Arc::new(Relay::default());
+        let fill = Arc::new(Fill { file: file.clone(), state, relay: relay.clone() });
         // The fill logs under the request that started it.
         let fill_task = async move {
-            let ended = std::sync::atomic::AtomicBool::new(false);
-            let task = FillTask { store, sha256, upstream, file, temp_path, sender, ended };
+            let end = FillEnd { store, sha256, temp_path, sender, ended: false };
+            let task = FillTask { end, upstream, file, relay, relaying: None };
             task.run(url, expected).await;
         };
         tokio::spawn(tracing::Instrument::in_current_span(fill_task));
         Ok(fill)
     }
+
+    /// Follows the fill from its first byte; `None` once it relays past a failed disk (a
+    /// newcomer would have missed bytes: it must be served without the fill).
+    pub fn follow(&self) -> Option<FillFeed> {
+        let relayed = self.relay.join()?;
+        Some(FillFeed { state: self.state.clone(), relayed })
+    }
 }
 
 struct FillTask {
-    store: Arc<FileStore>,
-    sha256: String,
+    end: FillEnd,
     upstream: Arc<Upstream>,
     file: Arc<File>,
-    temp_path: PathBuf,
-    sender: watch::Sender<FillState>,
-    /// Set once the fill has ended (committed or failed) and said so.
-    ended: std::sync::atomic::AtomicBool,
+    relay: Arc<Relay>,
+    /// Set once the cache disk failed: the readers the rest of the bytes go to.
+    relaying: Option<Vec<mpsc::Sender<RelayedChunk>>>,
 }
 
-/// However the task ends without saying so (a panic, the runtime shutting down), the fill
-/// leaves the fill map and its readers see a failure: a dead fill must not hold its file's
-/// entry until a restart.
-impl Drop for FillTask {
+/// How a fill leaves the store: removed from the fill map and its readers told, exactly once.
+/// However the task ends without saying so (a panic, the runtime shutting down), the drop does
+/// it with a failure: a dead fill must not hold its file's entry until a restart.
+struct FillEnd {
+    store: Arc<FileStore>,
+    sha256: String,
+    temp_path: PathBuf,
+    sender: watch::Sender<FillState>,
+    ended: bool,
+}
+
+impl FillEnd {
+    fn fail(&mut self, error: FillError) {
+        self.ended = true;
+        if let FillError::Io(message) = &error {
+            self.store.degrade(message);
+        }
+        let _ = std::fs::remove_file(&self.temp_path);
+        self.store.end_fill(&self.sha256);
+        self.sender.send_modify(|s| s.phase = Phase::Failed(error));
+    }
+
+    fn committed(&mut self) {
+        self.ended = true;
+        self.store.end_fill(&self.sha256);
+        self.sender.send_modify(|s| s.phase = Phase::Done);
+    }
+
+    /// Every byte reached the readers, but the store keeps no copy.
+    fn relayed(&mut self, size: u64) {
+        self.ended = true;
+        let _ = std::fs::remove_file(&self.temp_path);
+        self.store.end_fill(&self.sha256);
+        self.sender.send_modify(|s| {
+            s.phase = Phase::Relayed;
+            s.total = Some(size);
+        });
+    }
+}
+
+impl Drop for FillEnd {
     fn drop(&mut self) {
-        if !self.ended.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self.ended {
             self.fail(FillError::Stream("the fill stopped unexpectedly".into()));
         }
     }
@@ -118,48 +223,52 @@ enum Source {
 const SHARED_IDLE: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl FillTask {
-    async fn run(self, url: String, expected: Expected) {
+    async fn run(mut self, url: String, expected: Expected) {
         let result = match self.read_shared(&expected).await {
             Some(result) => result.map(|size| (size, Source::Shared)),
             None => self.download(&url, expected).await.map(|size| (size, Source::Upstream)),
         };
-        match result {
-            Ok((size, source)) => {
-                let committed = {
-                    let (store, sha, temp, file) =
-                        (self.store.clone(), self.sha256.clone(), self.temp_path.clone(), self.file.clone());
-                    tokio::task::spawn_blocking(move || {
-                        file.sync_data()?;
-                        store.commit(&sha, &temp, size)
-                    })
-                    .await
-                    .unwrap_or_else(|e| Err(std::io::Error::other(e)))
-                };
-                match committed {
-                    Ok(()) => {
-                        tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.sha256, size, ?source, "file cached");
-                        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
-                        self.store.end_fill(&self.sha256);
-                        self.sender.send_modify(|s| s.phase = Phase::Done);
-                        if let (Source::Upstream, Some(shared)) = (source, &self.store.shared) {
-                            shared.upload(self.sha256.clone(), self.file.clone(), size);
-                        }
-                    }
-                    Err(error) => self.fail(FillError::Io(error.to_string().into())),
+        let (size, source) = match result {
+            Ok(done) => done,
+            Err(error) => return self.end.fail(error),
+        };
+        if self.relaying.take().is_some() {
+            // Dropping the senders closes each reader's relay after its last chunk.
+            tracing::info!(upstream = %self.upstream.name(), sha256 = %self.end.sha256, size, "file relayed past the failed cache disk, not cached");
+            return self.end.relayed(size);
+        }
+        let committed = {
+            let (store, sha, temp, file) = (
+                self.end.store.clone(),
+                self.end.sha256.clone(),
+                self.end.temp_path.clone(),
+                self.file.clone(),
+            );
+            tokio::task::spawn_blocking(move || {
+                file.sync_data()?;
+                store.commit(&sha, &temp, size)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+        };
+        // No one joins a fill that has ended: the relay's readers are let go either way (a
+        // reader reads the whole file from the temp file, which its descriptor keeps).
+        drop(self.relay.close());
+        match committed {
+            Ok(()) => {
+                tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.end.sha256, size, ?source, "file cached");
+                self.end.committed();
+                if let (Source::Upstream, Some(shared)) = (source, &self.end.store.shared) {
+                    shared.upload(self.end.sha256.clone(), self.file.clone(), size);
                 }
             }
-            Err(error) => self.fail(error),
+            Err(error) => {
+                // The readers have every byte in the temp file already: only the copy is lost.
+                self.end.store.degrade(&error);
+                tracing::warn!(upstream = %self.upstream.name(), sha256 = %self.end.sha256, %error, "a verified file could not be committed to the cache");
+                self.end.relayed(size);
+            }
         }
-    }
-
-    fn fail(&self, error: FillError) {
-        self.ended.store(true, std::sync::atomic::Ordering::Relaxed);
-        if let FillError::Io(message) = &error {
-            self.store.degrade(message);
-        }
-        let _ = std::fs::remove_file(&self.temp_path);
-        self.store.end_fill(&self.sha256);
-        self.sender.send_modify(|s| s.phase = Phase::Failed(error));
     }
 
     /// The file from the shared tier, if it has it: streamed into the temp file like an
@@ -167,16 +276,16 @@ impl FillTask {
     /// back until both match. `None` sends the fill to the upstream: the store has no such
     /// object, does not answer in time, or failed before any byte reached a reader. An object
     /// that turns out wrong is deleted.
-    async fn read_shared(&self, expected: &Expected) -> Option<Result<u64, FillError>> {
+    async fn read_shared(&mut self, expected: &Expected) -> Option<Result<u64, FillError>> {
         use futures_util::StreamExt;
         use sha2::{Digest, Sha256};
-        let shared = self.store.shared.as_ref()?;
-        let object = shared.open_file(&self.sha256).await?;
+        let shared = self.end.store.shared.clone()?;
+        let object = shared.open_file(&self.end.sha256).await?;
         if expected.size.is_some_and(|size| size != object.size) {
-            shared.reject(&self.sha256, "its length is not the index's");
+            shared.reject(&self.end.sha256, "its length is not the index's");
             return None;
         }
-        self.sender.send_modify(|s| {
+        self.end.sender.send_modify(|s| {
             s.phase = Phase::Streaming;
             s.total = Some(object.size);
         });
@@ -201,11 +310,11 @@ impl FillTask {
                 }
                 Ok(Some(Err(error))) => {
                     let error = super::super::shared::without_queries(&error.to_string());
-                    tracing::warn!(sha256 = %self.sha256, %error, "reading from the shared store broke off");
+                    tracing::warn!(sha256 = %self.end.sha256, %error, "reading from the shared store broke off");
                     return broken(offset, format!("the shared store broke off: {error}"));
                 }
                 Err(_) => {
-                    tracing::warn!(sha256 = %self.sha256, "the shared store stalled");
+                    tracing::warn!(sha256 = %self.end.sha256, "the shared store stalled");
                     return broken(offset, format!("the shared store sent nothing for {SHARED_IDLE:?}"));
                 }
             }
@@ -214,7 +323,7 @@ impl FillTask {
         let digest: [u8; 32] = hasher.finalize().into();
         if length != object.size || expected.sha256.is_some_and(|sha| sha != digest) {
             shared.reject(
-                &self.sha256,
+                &self.end.sha256,
                 if length == object.size { "its sha256 differs" } else { "it ended short" },
             );
             return broken(offset, "the shared store's copy is not the file".to_owned());
@@ -229,7 +338,7 @@ impl FillTask {
     }
 
     /// Streams the upstream body into the temp file; returns its verified length.
-    async fn download(&self, url: &str, expected: Expected) -> Result<u64, FillError> {
+    async fn download(&mut self, url: &str, expected: Expected) -> Result<u64, FillError> {
         let response = self
             .upstream
             .fetch_file(url, expected.clone())
@@ -241,7 +350,7 @@ impl FillTask {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
         let content_type = response.headers().get(header::CONTENT_TYPE).cloned();
-        self.sender.send_modify(|s| {
+        self.end.sender.send_modify(|s| {
             s.phase = Phase::Streaming;
             s.total = expected.size.or(upstream_length);
             s.content_type = content_type;
@@ -269,15 +378,93 @@ impl FillTask {
         Ok(offset)
     }
 
-    async fn write(&self, bytes: Bytes, offset: u64) -> Result<u64, FillError> {
-        let file = self.file.clone();
+    /// Writes verified bytes at `offset` for the readers: into the temp file, or, once the disk
+    /// has failed, through the relay.
+    async fn write(&mut self, bytes: Bytes, offset: u64) -> Result<u64, FillError> {
         let len = bytes.len() as u64;
-        tokio::task::spawn_blocking(move || file.write_all_at(&bytes, offset))
-            .await
-            .map_err(|e| FillError::Io(e.to_string().into()))?
-            .map_err(|e| FillError::Io(e.to_string().into()))?;
-        let written = offset + len;
-        self.sender.send_modify(|s| s.written = written);
-        Ok(written)
+        if self.relaying.is_none() {
+            let (file, chunk) = (self.file.clone(), bytes.clone());
+            let written = tokio::task::spawn_blocking(move || file.write_all_at(&chunk, offset))
+                .await
+                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            match written {
+                Ok(()) => {
+                    self.end.sender.send_modify(|s| s.written = offset + len);
+                    return Ok(offset + len);
+                }
+                Err(error) => self.begin_relay(offset, &error),
+            }
+        }
+        self.relay_chunk(offset, bytes).await?;
+        Ok(offset + len)
+    }
+
+    /// The disk failed at `offset`: the readers get the rest through the relay, new fills
+    /// pass through for a while, and the temp file goes (its descriptor keeps what readers
+    /// still read from it).
+    fn begin_relay(&mut self, offset: u64, error: &std::io::Error) {
+        self.end.store.degrade(error);
+        let readers = self.relay.close();
+        tracing::warn!(
+            upstream = %self.upstream.name(), sha256 = %self.end.sha256, offset, readers = readers.len(), %error,
+            "the cache disk failed during a fill: its clients get the rest straight from the upstream"
+        );
+        let _ = std::fs::remove_file(&self.end.temp_path);
+        self.upstream.count_pass_through("disk_during_fill");
+        self.relaying = Some(readers);
+        self.end.sender.send_modify(|s| s.phase = Phase::Relaying);
+    }
+
+    /// Hands one chunk to every reader still there, at the pace of the slowest; a reader that
+    /// takes nothing for [`RELAY_STALL`] is let go. With no reader left, the fill has no one to
+    /// download for.
+    async fn relay_chunk(&mut self, offset: u64, bytes: Bytes) -> Result<(), FillError> {
+        let readers = self.relaying.take().unwrap_or_default();
+        let sends = readers.into_iter().map(|reader| {
+            let chunk = (offset, bytes.clone());
+            async move {
+                match tokio::time::timeout(RELAY_STALL, reader.send(chunk)).await {
+                    Ok(Ok(())) => Some(reader),
+                    _ => None,
+                }
+            }
+        });
+        let kept: Vec<_> = futures_util::future::join_all(sends).await.into_iter().flatten().collect();
+        if kept.is_empty() {
+            return Err(FillError::Io("the cache disk failed and no client is left to relay to".into()));
+        }
+        self.relaying = Some(kept);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_fill_task_that_panics_leaves_the_fill_map_and_fails_its_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), 1 << 20, None).unwrap();
+        let sha256 = "ab".repeat(32);
+        let temp_path = store.temp_path(&sha256);
+        let file =
+            Arc::new(File::options().read(true).write(true).create_new(true).open(&temp_path).unwrap());
+        let streaming = FillState { phase: Phase::Streaming, written: 0, total: None, content_type: None };
+        let (sender, state) = watch::channel(streaming);
+        let fill = Arc::new(Fill { file, state: state.clone(), relay: Arc::default() });
+        store.fills.lock().unwrap().insert(sha256.clone(), fill);
+        let end =
+            FillEnd { store: store.clone(), sha256, temp_path: temp_path.clone(), sender, ended: false };
+
+        let task = tokio::spawn(async move {
+            let _end = end;
+            panic!("a bug in the fill");
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        // The next request for the file finds no fill and starts a new one.
+        assert!(store.fills.lock().unwrap().is_empty(), "the dead fill left the map");
+        assert!(matches!(state.borrow().phase, Phase::Failed(_)), "its readers were told");
+        assert!(!temp_path.exists(), "its temp file is gone");
     }
 }

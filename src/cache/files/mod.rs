@@ -16,7 +16,7 @@
 mod fill;
 mod reader;
 
-pub use fill::{Fill, FillError, FillState, Phase};
+pub use fill::{Fill, FillError, FillFeed, Phase};
 pub use reader::{FileChunks, file_chunks};
 
 use std::collections::HashMap;

@@ -5,11 +5,9 @@ use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use super::{FillError, FillFeed, Phase};
 use bytes::Bytes;
 use futures_util::Stream;
-use tokio::sync::watch;
-
-use super::{FillError, FillState, Phase};
 
 /// Bytes per read: large enough for few syscalls, small enough to bound memory per client.
 const CHUNK: u64 = 256 * 1024;
@@ -17,32 +15,38 @@ const CHUNK: u64 = 256 * 1024;
 /// A stream of a file's bytes from `start` to `end` (exclusive).
 pub type FileChunks = Pin<Box<dyn Stream<Item = Result<Bytes, FillError>> + Send>>;
 
-/// Streams `file[start..end]`. With `fill`, waits for bytes that are not written yet and
-/// breaks off with the fill's error if it fails; `end` may then be `u64::MAX` (length unknown).
-pub fn file_chunks(
-    file: Arc<File>,
-    start: u64,
-    end: u64,
-    fill: Option<watch::Receiver<FillState>>,
-) -> FileChunks {
+/// Streams `file[start..end]`. With `fill`, waits for bytes that are not written yet, takes
+/// them from the relay once the fill relays past a failed disk, and breaks off with the
+/// fill's error if it fails; `end` may then be `u64::MAX` (length unknown).
+pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>) -> FileChunks {
     let state = (file, start, end, fill);
     Box::pin(futures_util::stream::unfold(state, |(file, position, end, mut fill)| async move {
+        let broken = |error| Some((Err(error), (file.clone(), end, end, None)));
         loop {
             if position >= end {
                 return None;
             }
             let available = match &mut fill {
                 None => end,
-                Some(receiver) => {
-                    let state = receiver.borrow_and_update().clone();
+                Some(feed) => {
+                    let state = feed.state.borrow_and_update().clone();
                     match state.phase {
-                        Phase::Failed(error) => return Some((Err(error), (file, end, end, None))),
+                        Phase::Failed(error) => return broken(error),
                         Phase::Done if position >= state.written => return None,
                         _ if position < state.written => state.written.min(end),
+                        Phase::Relaying | Phase::Relayed => {
+                            return match relayed(feed, position).await {
+                                Ok(Some(bytes)) => {
+                                    let next = position + bytes.len() as u64;
+                                    Some((Ok(bytes), (file, next, end, fill)))
+                                }
+                                Ok(None) => None,
+                                Err(error) => broken(error),
+                            };
+                        }
                         _ => {
-                            if receiver.changed().await.is_err() {
-                                let error = FillError::Stream("the fill stopped".into());
-                                return Some((Err(error), (file, end, end, None)));
+                            if feed.state.changed().await.is_err() {
+                                return broken(FillError::Stream("the fill stopped".into()));
                             }
                             continue;
                         }
@@ -58,9 +62,29 @@ pub fn file_chunks(
             .await;
             return match read {
                 Ok(Ok(bytes)) => Some((Ok(bytes), (file, position + len as u64, end, fill))),
-                Ok(Err(e)) => Some((Err(FillError::Io(e.to_string().into())), (file, end, end, None))),
-                Err(e) => Some((Err(FillError::Io(e.to_string().into())), (file, end, end, None))),
+                Ok(Err(e)) => broken(FillError::Io(e.to_string().into())),
+                Err(e) => broken(FillError::Io(e.to_string().into())),
             };
         }
     }))
+}
+
+/// The next relayed chunk at `position`, or `None` at the verified end of the file. A relay
+/// that closes anywhere else (the fill failed, or let this reader go) is an error, never a
+/// short file.
+async fn relayed(feed: &mut FillFeed, position: u64) -> Result<Option<Bytes>, FillError> {
+    match feed.relayed.recv().await {
+        Some((offset, bytes)) if offset == position => Ok(Some(bytes)),
+        Some((offset, _)) => {
+            Err(FillError::Stream(format!("the relay skipped from byte {position} to {offset}").into()))
+        }
+        None => {
+            let state = feed.state.borrow().clone();
+            match state.phase {
+                Phase::Failed(error) => Err(error),
+                Phase::Relayed if state.total == Some(position) => Ok(None),
+                _ => Err(FillError::Stream("the relay stopped before the end of the file".into())),
+            }
+        }
+    }
 }

@@ -203,7 +203,7 @@ impl MetadataStore {
                 let state = fill
                     .state
                     .clone()
-                    .wait_for(|s| matches!(s.phase, Phase::Done | Phase::Failed(_)))
+                    .wait_for(|s| !matches!(s.phase, Phase::Connecting | Phase::Streaming))
                     .await
                     .map(|s| s.clone())
                     .map_err(|_| MetadataFailure::Cache("the fill stopped".into()))?;
@@ -212,6 +212,9 @@ impl MetadataStore {
                     Phase::Failed(error) => {
                         Err(MetadataFailure::Cache(format!("filling the wheel failed: {error}")))
                     }
+                    Phase::Relaying | Phase::Relayed => Err(MetadataFailure::Cache(
+                        "the cache disk failed while the wheel was filling".into(),
+                    )),
                     Phase::Connecting | Phase::Streaming => unreachable!("waited for an end"),
                 }
             }
