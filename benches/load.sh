@@ -42,6 +42,7 @@ for _ in $(seq 100); do
 done
 
 peak_rss_mib() { awk '/VmHWM/ {printf "%.1f", $2/1024}' "/proc/$PIPGATE_PID/status"; }
+rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PIPGATE_PID/status"; }
 reset_peak() { echo 5 > "/proc/$PIPGATE_PID/clear_refs" 2>/dev/null || true; }
 
 JSON='application/vnd.pypi.simple.v1+json'
@@ -61,6 +62,7 @@ for job in $(jobs -p); do
 done
 cold_seconds=$(python3 -c "import time; print(f'{time.time() - $start:.1f}')")
 cold_rss=$(peak_rss_mib)
+cold_after=$(rss_mib)
 
 # Warm the pages, and copy pipgate's exact answers to the static root for the direct runs.
 curl -sf -H "Accept: $JSON" "http://127.0.0.1:$PIPGATE/simple/small/" -o "$work/root/direct/small.json"
@@ -101,7 +103,7 @@ compare() { # label unit pipgate-url direct-path accept connections
     printf '%-34s %11s r/s %11s r/s %11s r/s %8.2fx %8.2fx\n' "$label" "$p_rps" "$s_rps" "$x_rps" \
       "$(python3 -c "print($p_rps/$s_rps)")" "$(python3 -c "print($p_rps/$x_rps)")"
   fi
-  printf '%-34s %11s ms  %11s ms  %11s ms\n' "  p99 latency" "$p_p99" "$s_p99" "$x_p99"
+  printf '%-34s %11s ms  %11s ms  %11s ms   pipgate RSS now %s MiB\n' "  p99 latency" "$p_p99" "$s_p99" "$x_p99" "$(rss_mib)"
 }
 
 reset_peak
@@ -112,5 +114,9 @@ compare "hot ${HUGE_MIB} MiB file, 4 clients" "MB/s" "http://127.0.0.1:$PIPGATE/
 hot_rss=$(peak_rss_mib)
 
 echo
-echo "cold ${HUGE_MIB} MiB file, 100 clients at once: ${cold_seconds}s, ${wait_failed} failed downloads, pipgate peak RSS ${cold_rss} MiB"
+echo "cold ${HUGE_MIB} MiB file, 100 clients at once: ${cold_seconds}s, ${wait_failed} failed downloads, pipgate peak RSS ${cold_rss} MiB, ${cold_after} MiB after"
 echo "pipgate peak RSS during the hot runs: ${hot_rss} MiB"
+sleep 1
+after=$(rss_mib)
+sleep 10
+echo "pipgate RSS after the benchmark: ${after} MiB, after 10 s idle: $(rss_mib) MiB (nginx workers: $(for pid in $(pgrep -P "$(cat "$work/nginx/nginx.pid")"); do awk '/VmRSS/ {print $2}' "/proc/$pid/status"; done | awk '{s += $1} END {printf "%.1f", s/1024}') MiB together)"
