@@ -342,7 +342,7 @@ pub async fn start(config: &Config, env: &dyn Environment) -> Result<Running, Bu
         shutdown_grace: server.shutdown_grace,
     };
     let bind = |addr| async move {
-        tokio::net::TcpListener::bind(addr).await.map_err(|source| BuildError::Listen { addr, source })
+        crate::server::listen(addr).map_err(|source| BuildError::Listen { addr, source })
     };
     // Without an admin listener, every listener serves everything.
     let index_surface = if server.admin_listen.is_some() { Surface::Index } else { Surface::All };
