@@ -30,11 +30,13 @@ python3 - "$work/root" "$PROJECTS" <<'PY'
 import json, os, sys
 root, projects = sys.argv[1], int(sys.argv[2])
 def page(name, files):
+    # Wheel names spell the project with underscores, never dashes.
+    stem = name.replace("-", "_")
     entries = []
     for i in range(files):
         version, kind = divmod(i, 4)
-        filename = (f"{name}-1.{version}.0.tar.gz" if kind == 0 else
-                    f"{name}-1.{version}.0-cp31{kind}-cp31{kind}-manylinux_2_17_x86_64.whl")
+        filename = (f"{stem}-1.{version}.0.tar.gz" if kind == 0 else
+                    f"{stem}-1.{version}.0-cp31{kind}-cp31{kind}-manylinux_2_17_x86_64.whl")
         digest = f"{hash(name) & 0xffffffff:08x}{i:056x}"
         entries.append({"filename": filename, "url": f"https://files.example/{digest}/{filename}",
                         "hashes": {"sha256": digest}, "requires-python": ">=3.9", "size": 1000 + i})
@@ -60,7 +62,7 @@ start_nginx "
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$STATIC/simple/p0/" >/dev/null 2>&1 && break; sleep 0.1; done
 upstream=('[[upstream]]' 'name = "static"' "url = \"http://127.0.0.1:$STATIC/simple/\"")
 rss_mib() { awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$1/status"; }
-rps() { python3 -c 'import re,sys; print(f"{float(re.search(r\"Requests/sec:\s+([\d.]+)\", sys.stdin.read()).group(1)):.0f}")'; }
+rps() { python3 -c 'import re, sys; print(round(float(re.search(r"Requests/sec:\s+([\d.]+)", sys.stdin.read()).group(1))))'; }
 
 echo "scale.sh: 1. $PROJECTS small projects"
 run_pipgate working "$(port)" "${upstream[@]}"
@@ -106,7 +108,7 @@ PY
   pids+=("$pid")
   until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do sleep 0.005; done
   local up=$((($(date +%s%N) - start) / 1000000))
-  until grep -q '"file cache opened"\|file cache opened' "$work/$name.log"; do sleep 0.005; done
+  until grep -q 'file cache indexed' "$work/$name.log"; do sleep 0.005; done
   local indexed=$((($(date +%s%N) - start) / 1000000))
   sleep 0.5
   echo "$up $indexed $(rss_mib "$pid")"

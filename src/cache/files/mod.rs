@@ -11,7 +11,8 @@
 //! file is deleted and nothing is cached. A verified file is synced and renamed into place.
 //!
 //! The committed files are indexed in memory (sha256 → size) with least-recently-used eviction
-//! under `max_size`; the index is rebuilt from the directory at start, oldest files first.
+//! under `max_size`; the index is rebuilt from the directory at start, oldest files first, on a
+//! thread of its own while pipgate already serves (a file not indexed yet is found on disk).
 
 mod fill;
 mod reader;
@@ -22,6 +23,7 @@ pub use reader::{FileChunks, file_chunks};
 use std::collections::HashMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use super::shared::SharedTier;
@@ -49,6 +51,8 @@ pub struct FileStore {
     /// Set by a disk error: until then new fills are not started and files pass through, so
     /// a full cache disk slows installs down instead of failing them.
     degraded_until: Mutex<Option<std::time::Instant>>,
+    /// Set while the files already on disk at start are being indexed.
+    indexing: AtomicBool,
     /// The shared tier fills read before the upstream, and write verified files to.
     shared: Option<Arc<SharedTier>>,
 }
@@ -84,17 +88,31 @@ impl FileStore {
                 }
             })
             .build();
-        let store = FileStore {
+        let store = Arc::new(FileStore {
             files,
             tmp,
             index,
             fills: Mutex::new(HashMap::new()),
             degraded_until: Mutex::new(None),
+            indexing: AtomicBool::new(true),
             shared,
-        };
-        let (count, bytes) = store.index_existing()?;
-        tracing::info!(files = count, bytes, removed_temp_files = leftovers, dir = %dir.display(), "file cache opened");
-        Ok(Arc::new(store))
+        });
+        tracing::info!(removed_temp_files = leftovers, dir = %dir.display(), "file cache opened");
+        // Indexing 100,000 files takes about half a second: pipgate serves meanwhile, and a
+        // lookup the index cannot answer yet looks on the disk (see `hit`).
+        let indexer = store.clone();
+        std::thread::Builder::new().name("pipgate-index".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            match indexer.index_existing() {
+                Ok((count, bytes)) => {
+                    let ms = started.elapsed().as_millis() as u64;
+                    tracing::info!(files = count, bytes, ms, "file cache indexed");
+                }
+                Err(error) => tracing::warn!(%error, "indexing the file cache failed: files not yet indexed are fetched again"),
+            }
+            indexer.indexing.store(false, Ordering::Release);
+        })?;
+        Ok(store)
     }
 
     fn index_existing(&self) -> std::io::Result<(usize, u64)> {
@@ -117,7 +135,10 @@ impl FileStore {
         let bytes = found.iter().map(|(_, _, size)| size).sum();
         let count = found.len();
         for (_, sha, size) in found {
-            self.index.insert(sha, size);
+            // A lookup during indexing may have put it in already, more recently used.
+            if !self.index.contains_key(&sha) {
+                self.index.insert(sha, size);
+            }
         }
         self.index.run_pending_tasks();
         Ok((count, bytes))
@@ -219,18 +240,35 @@ impl FileStore {
         written
     }
 
-    /// The committed file for `sha256`, opened on the blocking pool.
+    /// The committed file for `sha256`, opened on the blocking pool. While the files found at
+    /// start are still being indexed, one the index does not know yet is looked for on disk.
     async fn hit(&self, sha256: &str) -> Option<Lookup> {
-        let size = self.index.get(sha256)?;
+        let known = self.index.get(sha256);
+        if known.is_none() && !self.indexing.load(Ordering::Acquire) {
+            return None;
+        }
         let path = self.path(sha256);
-        let opened = tokio::task::spawn_blocking(move || File::open(path)).await;
-        match opened {
-            Ok(Ok(file)) => Some(Lookup::Hit { file: Arc::new(file), size }),
-            _ => {
+        let opened = tokio::task::spawn_blocking(move || {
+            let file = File::open(path)?;
+            let size = match known {
+                Some(size) => size,
+                None => file.metadata()?.len(),
+            };
+            Ok::<_, std::io::Error>((file, size))
+        })
+        .await;
+        match (opened, known) {
+            (Ok(Ok((file, _))), Some(size)) => Some(Lookup::Hit { file: Arc::new(file), size }),
+            (Ok(Ok((file, size))), None) => {
+                self.index.insert(sha256.to_owned(), size);
+                Some(Lookup::Hit { file: Arc::new(file), size })
+            }
+            (_, Some(_)) => {
                 // Deleted behind our back: forget it and fetch again.
                 self.index.invalidate(sha256);
                 None
             }
+            (_, None) => None,
         }
     }
 
@@ -267,4 +305,36 @@ fn path_in(files: &Path, sha256: &str) -> PathBuf {
 /// Whether `text` is a lowercase hex sha256: the only names the store accepts as keys.
 pub fn is_sha256(text: &str) -> bool {
     text.len() == 64 && text.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_file_not_indexed_yet_is_found_on_disk_while_indexing_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStore::open(dir.path(), 1 << 20, None).unwrap();
+        while store.indexing.load(Ordering::Acquire) {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        // Files on disk the indexer has not reached (written behind the store's back).
+        let put = |sha256: &str| {
+            let path = store.path(sha256);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"twelve bytes").unwrap();
+        };
+        let (early, late) = ("cd".repeat(32), "ef".repeat(32));
+        put(&early);
+        put(&late);
+
+        store.indexing.store(true, Ordering::Release);
+        let (_, size) = store.cached(&early).await.expect("found on disk while indexing");
+        assert_eq!(size, 12);
+        assert_eq!(store.index.get(&early), Some(12), "and indexed");
+
+        // Once indexing is over, the index alone answers.
+        store.indexing.store(false, Ordering::Release);
+        assert!(store.cached(&late).await.is_none());
+    }
 }
