@@ -79,8 +79,12 @@ for p in range(projects):
     assert response.status == 200, response.status
 print(f"scale.sh: {projects} cold pages in {time.monotonic() - started:.1f}s")
 PY
-spread_pipgate=$(wrk -t2 -c64 -d"$DURATION" -s <(printf 'wrk.headers["Accept"] = "%s"\nrequest = function() return wrk.format("GET", "/simple/p" .. math.random(0, %d) .. "/") end\n' "$JSON" $((PROJECTS - 1))) "$BASE/" 2>/dev/null | rps)
-spread_static=$(wrk -t2 -c64 -d"$DURATION" -s <(printf 'wrk.headers["Accept"] = "%s"\nrequest = function() return wrk.format("GET", "/simple/p" .. math.random(0, %d) .. "/index.json") end\n' "$JSON" $((PROJECTS - 1))) "http://127.0.0.1:$STATIC/" 2>/dev/null | rps)
+# spread BASE SUFFIX: wrk requests spread at random over p0..p(PROJECTS-1), paths BASE/simple/pN/SUFFIX.
+spread() {
+  wrk -t2 -c64 -d"$DURATION" -s <(printf 'wrk.headers["Accept"] = "%s"\nrequest = function() return wrk.format("GET", "/simple/p" .. math.random(0, %d) .. "/%s") end\n' "$JSON" $((PROJECTS - 1)) "$2") "$1/" 2>/dev/null | rps
+}
+spread_pipgate=$(spread "$BASE" "")
+spread_static=$(spread "http://127.0.0.1:$STATIC" "index.json")
 one_pipgate=$(wrk -t2 -c64 -d"$DURATION" -H "Accept: $JSON" "$BASE/simple/p0/" 2>/dev/null | rps)
 working_rss=$(rss_mib "$PIPGATE_PID")
 kill "$PIPGATE_PID"; wait "$PIPGATE_PID" 2>/dev/null || true

@@ -17,8 +17,8 @@ const BLOCKING_THREADS: usize = 16;
 /// jemalloc instead of glibc's malloc: it hands freed memory back to the system (after its
 /// decay time), where glibc kept what a burst had used. Measured with `benches/load.sh`: RSS
 /// after the run 26.5 MiB against 31-37 MiB, hot throughput on a par or better, and a cold
-/// 8,000-file page 39 ms against 57 ms (`benches/cold.sh`). mimalloc was tried too: 306 MiB
-/// peak under 100 cold clients, 71 MiB after (README, Benchmarks).
+/// 8,000-file page 39 ms against 57 ms (`benches/cold.sh`). mimalloc was tried too, with the
+/// earlier 256 KiB reads: 306 MiB peak under 100 cold clients, 71 MiB after (README, Benchmarks).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 

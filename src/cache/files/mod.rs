@@ -256,19 +256,22 @@ impl FileStore {
             };
             Ok::<_, std::io::Error>((file, size))
         })
-        .await;
-        match (opened, known) {
-            (Ok(Ok((file, _))), Some(size)) => Some(Lookup::Hit { file: Arc::new(file), size }),
-            (Ok(Ok((file, size))), None) => {
-                self.index.insert(sha256.to_owned(), size);
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match opened {
+            Ok((file, size)) => {
+                if known.is_none() {
+                    self.index.insert(sha256.to_owned(), size);
+                }
                 Some(Lookup::Hit { file: Arc::new(file), size })
             }
-            (_, Some(_)) => {
-                // Deleted behind our back: forget it and fetch again.
-                self.index.invalidate(sha256);
+            Err(_) => {
+                if known.is_some() {
+                    // Deleted behind our back: forget it and fetch again.
+                    self.index.invalidate(sha256);
+                }
                 None
             }
-            (_, None) => None,
         }
     }
 
