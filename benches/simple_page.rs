@@ -1,20 +1,43 @@
-//! Hot functions of the page pipeline, at 32 and 4,096 files, reported as bytes/s of the
-//! upstream page: parse (JSON and HTML), rewrite file URLs, render (JSON and HTML).
+//! Hot functions of the page pipeline, at 32, 4,096 and 8,000 files, reported as bytes/s of the
+//! upstream page: parse (JSON and HTML), rewrite file URLs, render (JSON and HTML), and gzip
+//! the rendered JSON at the cold path's level 1 and the background's level 6. These are the
+//! pieces of a cold page (`benches/cold.sh` times the whole request). The allocator is the
+//! binary's (jemalloc), since allocation is a large part of parsing.
 
 use std::hint::black_box;
+use std::io::Write;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use pipgate::pypi::ProjectName;
-use pipgate::pypi::rewrite::client_page;
+use pipgate::pypi::rewrite::ClientView;
 use pipgate::pypi::simple::{
-    parse_project_html, parse_project_json, render_project_html, render_project_json,
+    parse_project_html, parse_project_json, render_project_html, render_project_html_with,
+    render_project_json_with,
 };
 use url::Url;
+
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
+fn gzip(bytes: &[u8], level: u32) -> Vec<u8> {
+    let mut encoder =
+        flate2::write::GzEncoder::new(Vec::with_capacity(bytes.len() / 8), flate2::Compression::new(level));
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// A sha256 hex digest, different per `i`: real digests are random, and compress (and so
+/// cost) far more than patterned ones would.
+fn digest(i: usize) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(i.to_le_bytes()))
+}
 
 /// A PyPI-like JSON page with `files` wheels and sdists.
 fn json_page(files: usize) -> String {
     let entries: Vec<String> = (0..files)
         .map(|i| {
+            let (sha, meta) = (digest(i), digest(i + files));
             let (version, kind) = (i / 8, i % 8);
             let filename = if kind == 0 {
                 format!("bench_project-1.{version}.0.tar.gz")
@@ -22,7 +45,10 @@ fn json_page(files: usize) -> String {
                 format!("bench_project-1.{version}.0-cp3{kind}-cp3{kind}-manylinux_2_17_x86_64.manylinux2014_x86_64.whl")
             };
             format!(
-                r#"{{"filename":"{filename}","url":"https://files.example/packages/ab/cd/{i:064x}/{filename}","hashes":{{"sha256":"{i:064x}"}},"requires-python":">=3.8","core-metadata":{{"sha256":"{i:064x}"}},"data-dist-info-metadata":{{"sha256":"{i:064x}"}},"size":{},"upload-time":"2024-01-01T00:00:00.000000Z","yanked":false}}"#,
+                r#"{{"filename":"{filename}","url":"https://files.example/packages/{}/{}/{}/{filename}","hashes":{{"sha256":"{sha}"}},"requires-python":">=3.8","core-metadata":{{"sha256":"{meta}"}},"data-dist-info-metadata":{{"sha256":"{meta}"}},"size":{},"upload-time":"2024-01-01T00:00:00.000000Z","yanked":false}}"#,
+                &sha[..2],
+                &sha[2..4],
+                &sha[4..],
                 1000 + i
             )
         })
@@ -36,29 +62,39 @@ fn json_page(files: usize) -> String {
 fn bench(c: &mut Criterion) {
     let base = Url::parse("https://upstream.example/simple/bench-project/").unwrap();
     let project = ProjectName::new("bench-project").unwrap();
-    for files in [32, 4096] {
+    for files in [32, 4096, 8000] {
         let json = json_page(files);
         let model = parse_project_json(json.as_bytes(), &base, project.as_str()).unwrap();
         let html = render_project_html(&model);
-        let client = client_page(&model, &project, None);
+        // What a client gets: file URLs pointing at pipgate, rendered through the view.
+        let view = ClientView { project: &project, offer: None };
 
         let mut group = c.benchmark_group(format!("page_{files}_files"));
         group.throughput(Throughput::Bytes(json.len() as u64));
+        // The model is dropped outside the timing, as the server drops it long after the
+        // answer (when the page leaves the cache).
         group.bench_function(BenchmarkId::new("parse", "json"), |b| {
-            b.iter(|| parse_project_json(black_box(json.as_bytes()), &base, project.as_str()).unwrap())
-        });
-        group.bench_function(BenchmarkId::new("rewrite", "urls"), |b| {
-            b.iter(|| client_page(black_box(&model), &project, None))
+            b.iter_with_large_drop(|| {
+                parse_project_json(black_box(json.as_bytes()), &base, project.as_str()).unwrap()
+            })
         });
         group.bench_function(BenchmarkId::new("render", "json"), |b| {
-            b.iter(|| render_project_json(black_box(&client)))
+            b.iter(|| render_project_json_with(black_box(&model), &view))
         });
         group.bench_function(BenchmarkId::new("render", "html"), |b| {
-            b.iter(|| render_project_html(black_box(&client)))
+            b.iter(|| render_project_html_with(black_box(&model), &view))
         });
+        let rendered = render_project_json_with(&model, &view);
+        for level in [1, 6] {
+            group.bench_function(BenchmarkId::new("gzip", level), |b| {
+                b.iter(|| gzip(black_box(&rendered), level))
+            });
+        }
         group.throughput(Throughput::Bytes(html.len() as u64));
         group.bench_function(BenchmarkId::new("parse", "html"), |b| {
-            b.iter(|| parse_project_html(black_box(html.as_bytes()), &base, project.as_str()).unwrap())
+            b.iter_with_large_drop(|| {
+                parse_project_html(black_box(html.as_bytes()), &base, project.as_str()).unwrap()
+            })
         });
         group.finish();
     }

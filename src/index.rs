@@ -342,7 +342,7 @@ fn locate(
     owner: Arc<Upstream>,
 ) -> Option<Located> {
     let synthesizes = owner.synthesizes_metadata();
-    let listed = |url: String, sha256: Option<&String>, size: Option<u64>| {
+    let listed = |url: String, sha256: Option<&str>, size: Option<u64>| {
         let sha256 = sha256.map(|h| h.to_ascii_lowercase()).filter(|h| is_sha256(h));
         ListedFile {
             owner,

@@ -59,14 +59,14 @@ fn fields_from_html(html: &str) -> Fields {
             (
                 f.filename.clone(),
                 relative,
-                f.hashes["sha256"].clone(),
+                f.hashes["sha256"].to_owned(),
                 f.requires_python.clone().unwrap_or_default(),
                 match &f.yanked {
                     pipgate::pypi::simple::Yanked::Reason(r) => r.clone(),
                     pipgate::pypi::simple::Yanked::Flag(true) => "yanked".into(),
                     _ => String::new(),
                 },
-                f.core_metadata.is_some() && f.core_metadata == f.dist_info_metadata,
+                f.core_metadata.is_some(),
             )
         })
         .collect()

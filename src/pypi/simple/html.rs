@@ -132,7 +132,7 @@ pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<Proj
         };
         let mut hashes = Hashes::new();
         if let Some((name, digest)) = fragment_hash {
-            hashes.insert(name, digest);
+            hashes.insert(&name, &digest);
         }
         page.files.push(DistFile {
             filename,
@@ -144,8 +144,12 @@ pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<Proj
                 Some(reason) if reason.is_empty() => Yanked::Flag(true),
                 Some(reason) => Yanked::Reason(reason),
             },
-            core_metadata: link.core_metadata.as_deref().and_then(parse_metadata_attribute),
-            dist_info_metadata: link.dist_info_metadata.as_deref().and_then(parse_metadata_attribute),
+            // PEP 714: the new attribute wins over the legacy one.
+            core_metadata: link
+                .core_metadata
+                .as_deref()
+                .and_then(parse_metadata_attribute)
+                .or_else(|| link.dist_info_metadata.as_deref().and_then(parse_metadata_attribute)),
             gpg_sig: link.gpg_sig.map(|v| v == "true"),
             size: None,
             upload_time: None,
@@ -318,7 +322,7 @@ mod tests {
         assert_eq!(page.files.len(), 3, "the parent link names no file");
         let wheel = &page.files[0];
         assert_eq!(wheel.filename, "acme_core-1.0-py3-none-any.whl");
-        assert_eq!(wheel.hashes["sha256"], "abcd");
+        assert_eq!(&wheel.hashes["sha256"], "abcd");
         assert!(!wheel.url.contains('#'));
         assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
         assert_eq!(

@@ -18,7 +18,7 @@ pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<Proj
         })?;
         file.url = url;
         if let Some((name, digest)) = fragment_hash {
-            file.hashes.entry(name).or_insert(digest);
+            file.hashes.insert_if_absent(&name, &digest);
         }
         if let Some(provenance) = &file.provenance {
             file.provenance = base.join(provenance).ok().map(String::from);
@@ -231,11 +231,16 @@ mod tests {
         assert_eq!(wheel.requires_python.as_deref(), Some(">=3.8"));
         let bb = CoreMetadata::Hashes([("sha256".to_owned(), "bb".to_owned())].into());
         assert_eq!(wheel.core_metadata, Some(bb.clone()), "legacy spelling is read");
-        assert_eq!(wheel.dist_info_metadata, Some(bb));
+        let rendered: Value = serde_json::from_slice(&render_project_json(&page)).unwrap();
+        assert_eq!(rendered["files"][0]["core-metadata"], serde_json::json!({"sha256": "bb"}));
+        assert_eq!(
+            rendered["files"][0]["dist-info-metadata"], rendered["files"][0]["core-metadata"],
+            "both spellings"
+        );
         assert_eq!(wheel.size, Some(10));
         assert_eq!(wheel.extra["future-file-key"], serde_json::json!([1, 2]));
         let sdist = &page.files[1];
-        assert_eq!(sdist.hashes["sha256"], "cc", "fragment hash moves into hashes");
+        assert_eq!(&sdist.hashes["sha256"], "cc", "fragment hash moves into hashes");
         assert_eq!(sdist.url, "https://files.test/acme_core-1.1.tar.gz");
         assert_eq!(sdist.gpg_sig, Some(false));
         assert_eq!(page.project_status.as_ref().unwrap().status, "archived");

@@ -7,19 +7,20 @@
 //! Parsed URLs are absolute (resolved against the page's URL, or its `<base href>`), with the
 //! hash fragment moved into `hashes`: the rest of pipgate never resolves URLs again.
 
+mod canonical_url;
 mod filename;
+mod hashes;
 mod html;
 mod json;
 
 pub use filename::version_from_filename;
+pub use hashes::Hashes;
 pub use html::{
     parse_project_html, parse_root_html, render_project_html, render_project_html_with, render_root_html,
 };
 pub use json::{
     parse_project_json, parse_root_json, render_project_json, render_project_json_with, render_root_json,
 };
-
-use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -47,9 +48,6 @@ impl FileView for AsIs {
 
 /// The API version pipgate speaks to clients.
 pub const API_VERSION: &str = "1.4";
-
-/// A hash name → hex digest map, as in `hashes` and `core-metadata`.
-pub type Hashes = BTreeMap<String, String>;
 
 /// One project's page: its files and project-level fields.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -90,12 +88,10 @@ pub struct DistFile {
     #[serde(default, skip_serializing_if = "Yanked::is_no")]
     pub yanked: Yanked,
     /// PEP 658/714: whether (and with which hashes) a `.metadata` file sits beside this file.
-    /// Read from `core-metadata`, else the legacy `dist-info-metadata`; both always hold the
-    /// same value (see [`DistFile::unify_metadata_spellings`]) so old and new clients agree.
+    /// Read from `core-metadata`, else the legacy `dist-info-metadata` (PEP 714: the new key
+    /// wins). Held once: the renderers write it under both keys, so old and new clients agree.
     #[serde(rename = "core-metadata", default, skip_serializing_if = "Option::is_none")]
     pub core_metadata: Option<CoreMetadata>,
-    #[serde(rename = "dist-info-metadata", default, skip_serializing_if = "Option::is_none")]
-    pub dist_info_metadata: Option<CoreMetadata>,
     #[serde(rename = "gpg-sig", default, skip_serializing_if = "Option::is_none")]
     pub gpg_sig: Option<bool>,
     /// PEP 700.
@@ -212,7 +208,7 @@ impl<'de> Deserialize<'de> for DistFile {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DistFile, A::Error> {
                 use serde::de::Error;
-                let (mut filename, mut url) = (None, None);
+                let (mut filename, mut url, mut legacy_metadata) = (None, None, None);
                 let mut file = DistFile {
                     filename: String::new(),
                     url: String::new(),
@@ -220,7 +216,6 @@ impl<'de> Deserialize<'de> for DistFile {
                     requires_python: None,
                     yanked: Yanked::default(),
                     core_metadata: None,
-                    dist_info_metadata: None,
                     gpg_sig: None,
                     size: None,
                     upload_time: None,
@@ -237,7 +232,7 @@ impl<'de> Deserialize<'de> for DistFile {
                         FileKey::RequiresPython => file.requires_python = map.next_value()?,
                         FileKey::Yanked => file.yanked = map.next_value()?,
                         FileKey::CoreMetadata => file.core_metadata = map.next_value()?,
-                        FileKey::DistInfoMetadata => file.dist_info_metadata = map.next_value()?,
+                        FileKey::DistInfoMetadata => legacy_metadata = map.next_value()?,
                         FileKey::GpgSig => file.gpg_sig = map.next_value()?,
                         FileKey::Size => file.size = map.next_value()?,
                         FileKey::UploadTime => file.upload_time = map.next_value()?,
@@ -249,6 +244,7 @@ impl<'de> Deserialize<'de> for DistFile {
                 }
                 file.filename = filename.ok_or_else(|| A::Error::missing_field("filename"))?;
                 file.url = url.ok_or_else(|| A::Error::missing_field("url"))?;
+                file.core_metadata = file.core_metadata.or(legacy_metadata);
                 Ok(file)
             }
         }
@@ -339,14 +335,6 @@ pub enum PageError {
 }
 
 impl DistFile {
-    /// Makes `core-metadata` and `dist-info-metadata` agree (PEP 714: the new key wins).
-    fn unify_metadata_spellings(&mut self) {
-        if self.core_metadata.is_none() {
-            self.core_metadata = self.dist_info_metadata.take();
-        }
-        self.dist_info_metadata = self.core_metadata.clone();
-    }
-
     /// Whether a PEP 658 `.metadata` file is offered for this file.
     pub fn has_metadata(&self) -> bool {
         self.core_metadata.as_ref().is_some_and(CoreMetadata::is_available)
@@ -360,7 +348,7 @@ impl DistFile {
             return None;
         }
         let sha256 = self.hashes.get("sha256")?;
-        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha256.as_str())
+        (sha256.len() == 64 && sha256.bytes().all(|b| b.is_ascii_hexdigit())).then_some(sha256)
     }
 }
 
@@ -377,9 +365,6 @@ impl ProjectPage {
             }
             true
         });
-        for file in &mut self.files {
-            file.unify_metadata_spellings();
-        }
         self.derive_versions_if_missing(project);
     }
 
@@ -399,27 +384,39 @@ impl ProjectPage {
     }
 }
 
-/// Resolves `href` against `base` and splits off a `#name=digest` fragment into a hash.
 /// An upstream href as it may be shown in a log line or an error: without its query string
 /// and fragment, which can carry a signature (Azure's SAS tokens) or a hash we do not need.
 pub fn shown_href(href: &str) -> &str {
     href.split(['?', '#']).next().unwrap_or("")
 }
 
+/// Resolves `href` against `base` and splits off a `#name=digest` fragment into a hash. An
+/// href that is canonical already (most are) is kept without a parse: a page lists thousands.
 fn absolute_url(base: &url::Url, href: &str) -> Result<(String, Option<(String, String)>), url::ParseError> {
+    let (without_fragment, fragment) = match href.split_once('#') {
+        Some((url, fragment)) => (url, Some(fragment)),
+        None => (href, None),
+    };
+    if canonical_url::is_canonical_absolute(without_fragment)
+        && fragment.is_none_or(canonical_url::is_plain_fragment)
+    {
+        return Ok((without_fragment.to_owned(), fragment.and_then(fragment_hash)));
+    }
     let mut url = base.join(href)?;
-    let hash = url.fragment().and_then(|fragment| {
-        let (name, digest) = fragment.split_once('=')?;
-        (!name.is_empty() && !digest.is_empty())
-            .then(|| (name.to_ascii_lowercase(), digest.to_ascii_lowercase()))
-    });
+    let hash = url.fragment().and_then(fragment_hash);
     url.set_fragment(None);
     Ok((url.into(), hash))
 }
 
+/// `name=digest`, both lowercased, from a URL fragment.
+fn fragment_hash(fragment: &str) -> Option<(String, String)> {
+    let (name, digest) = fragment.split_once('=')?;
+    (!name.is_empty() && !digest.is_empty()).then(|| (name.to_ascii_lowercase(), digest.to_ascii_lowercase()))
+}
+
 /// The hash to put in an HTML link fragment: sha256 when present, else the first one.
 fn preferred_hash(hashes: &Hashes) -> Option<(&str, &str)> {
-    hashes.get_key_value("sha256").or_else(|| hashes.iter().next()).map(|(k, v)| (k.as_str(), v.as_str()))
+    hashes.get_key_value("sha256").or_else(|| hashes.iter().next())
 }
 
 /// The last path segment of a URL, percent-decoded: PEP 503 says the link text is the file
@@ -434,9 +431,11 @@ fn filename_from_url(url: &str) -> Option<String> {
 /// Whether a file name is a plain file name: not empty, no path separators, no control
 /// characters. Anything else on an upstream page is dropped rather than served.
 pub fn is_safe_filename(filename: &str) -> bool {
+    let plain_byte = |b: &u8| !matches!(b, b'/' | b'\\') && !b.is_ascii_control();
     !filename.is_empty()
         && filename != "."
         && filename != ".."
-        && !filename.contains(['/', '\\'])
-        && !filename.chars().any(char::is_control)
+        && filename.as_bytes().iter().all(plain_byte)
+        // Non-ASCII control characters (U+0080 to U+009F) need the full check.
+        && (filename.is_ascii() || !filename.chars().any(char::is_control))
 }
