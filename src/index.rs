@@ -34,6 +34,8 @@ pub struct ProjectAnswer {
     /// stale-on-error).
     pub cache: CacheResult,
     pub owner: Arc<Upstream>,
+    /// Where the time went, when this request waited for the page to be made.
+    pub built: Option<crate::cache::BuildTimes>,
 }
 
 /// A file that the owner's page lists: where it comes from and what it must be.
@@ -112,7 +114,7 @@ impl Index {
             .await?
             .ok_or_else(|| ServeError::ProjectNotFound(project.clone()))?;
         let owner = self.pages.resolver().upstream(served.project.owner).clone();
-        Ok(ProjectAnswer { project: served.project, cache: served.cache, owner })
+        Ok(ProjectAnswer { project: served.project, cache: served.cache, owner, built: served.built })
     }
 
     /// The file `filename` as the owner of `project` lists it, or the PEP 658 metadata of a

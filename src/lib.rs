@@ -51,3 +51,7 @@ pub use app::{BuildError, Running, start};
 pub use identity::hash_token;
 pub use identity::tokens::{MIN_TOKEN_CHARS, generate_token};
 pub use server::notify::notify as notify_systemd;
+
+/// The page-form compressor, for the criterion benches of the cold path (not an API).
+#[doc(hidden)]
+pub use cache::gzip::compress as gzip_page_form;

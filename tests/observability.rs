@@ -228,3 +228,36 @@ async fn the_text_format_writes_no_colour_into_a_file() {
     assert!(log.contains("request"), "{log}");
     assert!(!log.contains('\u{1b}'), "escape codes in a log file:\n{log}");
 }
+
+/// `Server-Timing` on an answer that waited for its page: five named durations in
+/// milliseconds, the upstream one covering at least the upstream's own delay. A hit, which
+/// waited for nothing, has none.
+#[tokio::test]
+async fn a_cold_page_says_where_its_time_went_and_a_hit_says_nothing() {
+    let corp = FakeIndex::start().await;
+    for version in 0..50 {
+        corp.add("acme-core", wheel::build("acme-core", &format!("1.{version}"), "private"));
+    }
+    corp.set_page_mode(PageMode::Hang(std::time::Duration::from_millis(300)));
+    let pipgate = Pipgate::start(&config_for(&[("corp", &corp.url())], ""), Default::default()).await;
+    let page = format!("{}acme-core/", pipgate.index_url());
+
+    let miss = get(&page, &[("accept", PIP_ACCEPT), ("accept-encoding", "gzip")]).await.unwrap();
+    assert_eq!((miss.status.as_u16(), miss.header("x-pipgate-cache")), (200, "miss"));
+    let timing: Vec<(String, f64)> = miss
+        .header("server-timing")
+        .split(", ")
+        .map(|metric| {
+            let (name, duration) = metric.split_once(";dur=").unwrap_or_else(|| panic!("{metric}"));
+            (name.to_owned(), duration.parse().unwrap_or_else(|_| panic!("{metric}")))
+        })
+        .collect();
+    let names: Vec<&str> = timing.iter().map(|(name, _)| name.as_str()).collect();
+    assert_eq!(names, ["upstream", "parse", "render", "gzip", "encode"]);
+    assert!(timing[0].1 >= 300.0, "the upstream's delay is in its share: {timing:?}");
+    assert!(timing.iter().all(|(_, ms)| *ms >= 0.0), "{timing:?}");
+
+    let hit = get(&page, &[("accept", PIP_ACCEPT), ("accept-encoding", "gzip")]).await.unwrap();
+    assert_eq!(hit.header("x-pipgate-cache"), "hit");
+    assert!(hit.headers.get("server-timing").is_none(), "a hit waited for nothing");
+}

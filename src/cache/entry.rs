@@ -1,8 +1,8 @@
 //! A project as the page cache holds it: the owner, its page, and the rendered answers.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::rendered::Rendered;
@@ -22,8 +22,10 @@ pub struct CachedProject {
     pub fetched_at: SystemTime,
     pub rendered: Arc<Rendered>,
     /// File name → position in `page.files`, so a file request finds its entry without a
-    /// scan of a page that may list thousands of files.
-    by_filename: Arc<HashMap<String, usize>>,
+    /// scan of a page that may list thousands of files. Built after the page is served (or
+    /// by the first file request, if that comes first): a cold page answer does not wait
+    /// for it.
+    by_filename: Arc<OnceLock<HashMap<Box<str>, u32>>>,
     /// When a background refresh last started (ms since the epoch), so that a failing
     /// upstream is not asked again on every request.
     last_attempt_ms: AtomicU64,
@@ -42,18 +44,13 @@ impl CachedProject {
     ) -> CachedProject {
         let page = Arc::new(page);
         let rendered = render(project, &page, offer);
-        let mut by_filename = HashMap::with_capacity(page.files.len());
-        for (i, file) in page.files.iter().enumerate() {
-            // The first listing of a name wins, as it would for a client reading the page.
-            by_filename.entry(file.filename.clone()).or_insert(i);
-        }
         CachedProject {
             owner,
             page,
             validators,
             fetched_at,
             rendered: Arc::new(rendered),
-            by_filename: Arc::new(by_filename),
+            by_filename: Arc::new(OnceLock::new()),
             last_attempt_ms: AtomicU64::new(0),
         }
     }
@@ -87,7 +84,19 @@ impl CachedProject {
 
     /// The file this page lists under `filename`.
     pub fn file(&self, filename: &str) -> Option<&DistFile> {
-        self.by_filename.get(filename).map(|&i| &self.page.files[i])
+        self.files_by_name().get(filename).map(|&i| &self.page.files[i as usize])
+    }
+
+    /// The file-name index, built now if it is not yet (a millisecond for thousands of files).
+    pub fn files_by_name(&self) -> &HashMap<Box<str>, u32> {
+        self.by_filename.get_or_init(|| {
+            let mut by_filename = HashMap::with_capacity(self.page.files.len());
+            for (i, file) in self.page.files.iter().enumerate() {
+                // The first listing of a name wins, as it would for a client reading the page.
+                by_filename.entry(file.filename.as_str().into()).or_insert(i as u32);
+            }
+            by_filename
+        })
     }
 
     pub fn age(&self, now: SystemTime) -> Duration {

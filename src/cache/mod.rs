@@ -12,6 +12,7 @@
 pub mod dir_lock;
 pub mod entry;
 pub mod files;
+pub mod gzip;
 pub mod metadata;
 pub mod page_disk;
 pub mod pages;
@@ -19,5 +20,5 @@ pub mod rendered;
 pub mod root;
 pub mod shared;
 
-pub use pages::{CacheResult, Freshness, PageCache};
+pub use pages::{BuildTimes, CacheResult, Freshness, PageCache};
 pub use root::RootCache;

@@ -27,8 +27,8 @@ use super::metadata::MetadataStore;
 use super::page_disk::PageDisk;
 use super::shared::SharedTier;
 use crate::metrics::Metrics;
-use crate::pypi::ProjectName;
 use crate::pypi::rewrite::SharedOffer;
+use crate::pypi::{MediaType, ProjectName};
 use crate::resolve::{Resolution, ResolveError, Resolver};
 
 /// The answer for a project: its cached page, and whether that page is past its freshness.
@@ -36,6 +36,25 @@ use crate::resolve::{Resolution, ResolveError, Resolver};
 pub struct Served {
     pub project: Arc<CachedProject>,
     pub cache: CacheResult,
+    /// How the page was made, when this request waited for it (a miss).
+    pub built: Option<BuildTimes>,
+}
+
+/// Where the time of a cold page went, for the `Server-Timing` header of the answers that
+/// waited for it: asking the upstreams (the owner rule, transfers included), parsing the
+/// owner's page, rendering the client JSON, and its first gzip.
+#[derive(Debug, Clone, Copy)]
+pub struct BuildTimes {
+    pub upstream: Duration,
+    pub parse: Duration,
+    pub render: Duration,
+    pub gzip: Duration,
+}
+
+impl Served {
+    fn from_cache(project: Arc<CachedProject>, cache: CacheResult) -> Served {
+        Served { project, cache, built: None }
+    }
 }
 
 /// How the page cache answered a request (`X-Pipgate-Cache`).
@@ -203,14 +222,14 @@ impl PageCache {
                         self.start_refresh(project, Some(cached.clone()));
                     }
                     self.count("hit");
-                    return Ok(Some(Served { project: cached, cache: CacheResult::Hit }));
+                    return Ok(Some(Served::from_cache(cached, CacheResult::Hit)));
                 }
                 if age < f.index_ttl + f.max_stale {
                     if cached.claim_refresh(now, f.revalidate_interval) {
                         self.start_refresh(project, Some(cached.clone()));
                     }
                     self.count("stale");
-                    return Ok(Some(Served { project: cached, cache: CacheResult::Stale }));
+                    return Ok(Some(Served::from_cache(cached, CacheResult::Stale)));
                 }
                 self.count("miss");
                 self.refresh(project, Some(cached)).await
@@ -337,10 +356,12 @@ impl PageCache {
 
     async fn run_refresh(&self, project: &ProjectName, previous: Option<Arc<CachedProject>>) -> Outcome {
         let previous_owner = previous.as_ref().map(|p| (p.owner, &p.validators));
+        let started = std::time::Instant::now();
         let resolution = self.resolver.resolve(project, previous_owner).await;
+        let resolved = started.elapsed();
         let now = SystemTime::now();
         match resolution {
-            Ok(Resolution::Found { owner, page, validators }) => {
+            Ok(Resolution::Found { owner, page, validators, parse_time }) => {
                 if let Some(previous) = previous.as_ref().filter(|p| p.owner != owner) {
                     let from = self.resolver.upstream(previous.owner).name();
                     self.metrics
@@ -356,17 +377,33 @@ impl PageCache {
                 }
                 let project_name = project.clone();
                 let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
-                let cached = tokio::task::spawn_blocking(move || {
-                    Self::build(&resolver, &metadata, owner, |offer| {
+                let (cached, render, gzip) = tokio::task::spawn_blocking(move || {
+                    let rendering = std::time::Instant::now();
+                    let cached = Self::build(&resolver, &metadata, owner, |offer| {
                         CachedProject::new(&project_name, owner, *page, validators, now, offer)
-                    })
+                    });
+                    let render = rendering.elapsed();
+                    // What pip, uv, poetry and pdm ask for, made before the page is stored (so
+                    // before its disk write competes with it for the CPU).
+                    cached.rendered.prepare(MediaType::JsonV1, true);
+                    (cached, render, rendering.elapsed() - render)
                 })
                 .await
                 .expect("rendering a page does not panic");
+                let built = BuildTimes {
+                    upstream: resolved.saturating_sub(parse_time),
+                    parse: parse_time,
+                    render,
+                    gzip,
+                };
                 let cached = Arc::new(cached);
                 self.resolver.owned(project, owner, &cached.page);
                 self.store(project, &cached, true);
-                Ok(Some(Served { project: cached, cache: CacheResult::Miss }))
+                let indexing = cached.clone();
+                tokio::task::spawn_blocking(move || {
+                    indexing.files_by_name();
+                });
+                Ok(Some(Served { project: cached, cache: CacheResult::Miss, built: Some(built) }))
             }
             Ok(Resolution::Unchanged { owner }) => {
                 let Some(previous) = previous.filter(|p| p.owner == owner) else {
@@ -376,7 +413,7 @@ impl PageCache {
                 self.resolver.owned(project, owner, &previous.page);
                 let cached = Arc::new(previous.confirmed(now));
                 self.store(project, &cached, false);
-                Ok(Some(Served { project: cached, cache: CacheResult::Revalidated }))
+                Ok(Some(Served::from_cache(cached, CacheResult::Revalidated)))
             }
             Ok(Resolution::NotFound) => {
                 self.memory.insert(project.clone(), Entry::Missing { at: now });
@@ -387,7 +424,7 @@ impl PageCache {
                 match previous.filter(|p| p.age(now) < f.index_ttl + f.max_stale) {
                     Some(previous) => {
                         tracing::warn!(%project, error = %error, "serving the last good page while the upstream fails");
-                        Ok(Some(Served { project: previous, cache: CacheResult::Stale }))
+                        Ok(Some(Served::from_cache(previous, CacheResult::Stale)))
                     }
                     None => {
                         self.metrics.fail_closed.with_label_values(&[error.upstream()]).inc();

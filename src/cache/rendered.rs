@@ -1,22 +1,20 @@
 //! A page rendered once per version into every representation pipgate serves, so a cache hit
 //! is a copy of ready bytes: JSON and HTML, each plain and gzip-compressed, with their ETags.
 //!
-//! The plain forms are rendered when the page is; compression waits until a client asks for
-//! it, because it is most of a cold page's cost (tens of milliseconds for a page of thousands
-//! of files at level 6). The first gzip answer of a form is compressed at level 1 (a few
-//! milliseconds), and the same form at level 6 is made in the background for every answer
-//! after it. Each encoding has its own strong ETag, so a client never sees two byte sequences
-//! under one tag.
+//! The JSON form is rendered when the page is, and the HTML when a client first asks for it.
+//! A cold answer's gzip is level 1 (a few milliseconds, on two threads for a large page); the
+//! same form at level 6 (tens of milliseconds for thousands of files) is made in the
+//! background once the form is asked for a second time, so a page asked for once never pays
+//! for it and the CPU it takes never competes with the cold answer. Each encoding has its own
+//! strong ETag, so a client never sees two byte sequences under one tag.
 
-use std::io::Write;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use bytes::Bytes;
-use flate2::Compression;
-use flate2::write::GzEncoder;
 use http::HeaderValue;
 
+use super::gzip::compress;
 use crate::pypi::MediaType;
 
 /// One representation: its bytes and its strong ETag.
@@ -34,11 +32,12 @@ struct Form {
     plain: OnceLock<Bytes>,
     /// How to make `plain` when it is not made yet (HTML, until a client asks for it).
     make: std::sync::Mutex<Option<LaterHtml>>,
-    /// Level 1: made on the first gzip request, in its path.
+    /// Level 1: made for the first gzip answer, in its path.
     fast: OnceLock<Bytes>,
-    /// Level 6: made in the background after the first gzip request.
+    /// Level 6: made in the background once `fast` was served twice.
     best: OnceLock<Bytes>,
-    best_started: AtomicBool,
+    /// Answers served from `fast`: the second starts making `best`.
+    fast_answers: AtomicU32,
 }
 
 /// The ETags of one media type: plain, fast gzip, best gzip.
@@ -75,7 +74,7 @@ impl Rendered {
                 make: std::sync::Mutex::new(make),
                 fast: OnceLock::new(),
                 best: OnceLock::new(),
-                best_started: AtomicBool::new(false),
+                fast_answers: AtomicU32::new(0),
             })
         };
         Rendered {
@@ -85,31 +84,46 @@ impl Rendered {
         }
     }
 
+    /// The representation, if it is made already: what a cache hit costs (no rendering, no
+    /// compression), so it can be served on the runtime.
+    pub fn ready(&self, media_type: MediaType, gzip: bool) -> Option<Variant> {
+        let (form, tags) = self.form(media_type);
+        if !gzip {
+            return form.plain.get().map(|plain| Variant { body: plain.clone(), etag: tags.0[0].clone() });
+        }
+        if let Some(best) = form.best.get() {
+            return Some(Variant { body: best.clone(), etag: tags.0[2].clone() });
+        }
+        let fast = form.fast.get()?;
+        if form.fast_answers.fetch_add(1, Ordering::Relaxed) == 1 {
+            form.start_best();
+        }
+        Some(Variant { body: fast.clone(), etag: tags.0[1].clone() })
+    }
+
+    /// Makes the representation if it is not made yet (rendering the HTML, the level-1 gzip)
+    /// without answering with it: milliseconds for a large page, so off the runtime.
+    pub fn prepare(&self, media_type: MediaType, gzip: bool) {
+        let (form, _) = self.form(media_type);
+        let plain = form.plain();
+        if gzip {
+            form.fast.get_or_init(|| compress(plain, 1, true));
+        }
+    }
+
+    /// The representation, made now if it is not yet: [`Rendered::prepare`], then
+    /// [`Rendered::ready`]. Off the runtime unless `ready` had it.
     pub fn variant(&self, media_type: MediaType, gzip: bool) -> Variant {
-        let (form, tags) = match media_type {
+        self.prepare(media_type, gzip);
+        self.ready(media_type, gzip).expect("a prepared form is ready")
+    }
+
+    fn form(&self, media_type: MediaType) -> (&std::sync::Arc<Form>, &Tags) {
+        match media_type {
             MediaType::JsonV1 => (&self.json, &self.tags[0]),
             MediaType::HtmlV1 => (&self.html, &self.tags[1]),
             MediaType::TextHtml => (&self.html, &self.tags[2]),
-        };
-        let plain = form.plain();
-        if !gzip {
-            return Variant { body: plain.clone(), etag: tags.0[0].clone() };
         }
-        if let Some(best) = form.best.get() {
-            return Variant { body: best.clone(), etag: tags.0[2].clone() };
-        }
-        let fast = form.fast.get_or_init(|| compress(plain, 1)).clone();
-        if !form.best_started.swap(true, Ordering::Relaxed) {
-            let form = form.clone();
-            let make_best = move || {
-                let _ = form.best.set(compress(form.plain(), 6));
-            };
-            match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => drop(runtime.spawn_blocking(make_best)),
-                Err(_) => make_best(),
-            }
-        }
-        Variant { body: fast, etag: tags.0[1].clone() }
     }
 
     /// Bytes held, for the memory cache's weigher, counting what may be made later too: the
@@ -123,6 +137,18 @@ impl Rendered {
 }
 
 impl Form {
+    /// Makes the level-6 form in the background, on one thread (leaving the other to answers).
+    fn start_best(self: &std::sync::Arc<Self>) {
+        let form = self.clone();
+        let make_best = move || {
+            let _ = form.best.set(compress(form.plain(), 6, false));
+        };
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn_blocking(make_best)),
+            Err(_) => make_best(),
+        }
+    }
+
     /// The plain bytes, made now if they are made on demand.
     fn plain(&self) -> &Bytes {
         self.plain.get_or_init(|| {
@@ -136,12 +162,6 @@ impl std::fmt::Debug for Form {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Form").field("plain", &self.plain.get().map(Bytes::len)).finish_non_exhaustive()
     }
-}
-
-fn compress(bytes: &[u8], level: u32) -> Bytes {
-    let mut encoder = GzEncoder::new(Vec::with_capacity(bytes.len() / 8), Compression::new(level));
-    encoder.write_all(bytes).expect("writing to a Vec cannot fail");
-    Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"))
 }
 
 #[cfg(test)]
@@ -189,13 +209,17 @@ mod tests {
     }
 
     #[test]
-    fn the_first_gzip_answer_is_fast_and_later_ones_are_small_under_their_own_tag() {
+    fn a_form_asked_for_again_is_made_small_under_its_own_tag() {
         let json: Vec<u8> =
             (0..20_000).flat_map(|i| format!("{{\"file\":\"f-{i}.whl\"}},").into_bytes()).collect();
         let rendered = Rendered::new(json.clone(), || b"<html></html>".to_vec());
-        // Without a runtime the best form is made at once: the first answer is level 1, every
-        // later one level 6.
+        // Prepared (as a cold page is) without an answer; then the first two answers are
+        // level 1, and the second makes the best form (without a runtime, at once) for every
+        // later one.
+        rendered.prepare(MediaType::JsonV1, true);
         let first = rendered.variant(MediaType::JsonV1, true);
+        let second = rendered.variant(MediaType::JsonV1, true);
+        assert_eq!(first.etag, second.etag, "asked for once more: still the fast form");
         let later = rendered.variant(MediaType::JsonV1, true);
         assert_ne!(first.etag, later.etag, "other bytes, another tag");
         assert!(later.body.len() < first.body.len());

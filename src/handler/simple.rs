@@ -5,9 +5,14 @@ use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::conditional::{accepts_gzip, not_modified};
 use super::{CACHE_HEADER, STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
+
+/// The W3C Server Timing header (not in `http::header`).
+const SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
 use crate::body::{ResponseBody, empty, full};
-use crate::cache::CacheResult;
-use crate::cache::rendered::Variant;
+use std::sync::Arc;
+
+use crate::cache::rendered::{Rendered, Variant};
+use crate::cache::{BuildTimes, CacheResult};
 use crate::error::ServeError;
 use crate::identity::Client;
 use crate::pypi::{MediaType, ProjectName, negotiate};
@@ -51,7 +56,8 @@ pub async fn project(
     let forces = client_forces_revalidation(&request.headers);
     let answer = state.index.page(&name, forces, client).await?;
     let gzip = accepts_gzip(&request.headers);
-    let variant = answer.project.rendered.variant(media_type, gzip);
+    let encoding = std::time::Instant::now();
+    let variant = variant(&answer.project.rendered, media_type, gzip).await;
     let mut response = page_response(
         &request.headers,
         media_type,
@@ -63,7 +69,41 @@ pub async fn project(
     let headers = response.headers_mut();
     headers.insert(UPSTREAM_HEADER, answer.owner.name_header().clone());
     headers.insert(CACHE_HEADER, HeaderValue::from_static(answer.cache.as_str()));
+    if let Some(built) = answer.built {
+        headers.insert(SERVER_TIMING, server_timing(&built, encoding.elapsed()));
+    }
     Ok(response)
+}
+
+/// The representation the client asked for: at once when it is made (a cache hit), else made
+/// on the blocking pool (the HTML rendered, or the first gzip, take milliseconds for a large
+/// page and would hold a runtime thread).
+async fn variant(rendered: &Arc<Rendered>, media_type: MediaType, gzip: bool) -> Variant {
+    if let Some(ready) = rendered.ready(media_type, gzip) {
+        return ready;
+    }
+    let making = rendered.clone();
+    match tokio::task::spawn_blocking(move || making.variant(media_type, gzip)).await {
+        Ok(variant) => variant,
+        // The blocking pool is shutting down: make it here.
+        Err(_) => rendered.variant(media_type, gzip),
+    }
+}
+
+/// `Server-Timing` for an answer that waited for its page to be made (W3C Server Timing):
+/// milliseconds asking the upstreams, parsing the owner's page, rendering the client JSON and
+/// its first gzip, and making this answer's form if it was another (HTML, or plain).
+fn server_timing(built: &BuildTimes, encode: std::time::Duration) -> HeaderValue {
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
+    let value = format!(
+        "upstream;dur={:.2}, parse;dur={:.2}, render;dur={:.2}, gzip;dur={:.2}, encode;dur={:.2}",
+        ms(built.upstream),
+        ms(built.parse),
+        ms(built.render),
+        ms(built.gzip),
+        ms(encode)
+    );
+    HeaderValue::from_str(&value).expect("digits and ASCII")
 }
 
 /// A page answer: 200 with the variant's bytes, or 304 when the client holds them already.
@@ -109,7 +149,7 @@ pub async fn root(
     let media_type = media_type(request)?;
     let (rendered, cache) = state.index.root(client).await?;
     let gzip = accepts_gzip(&request.headers);
-    let variant = rendered.variant(media_type, gzip);
+    let variant = variant(&rendered, media_type, gzip).await;
     let mut response =
         page_response(&request.headers, media_type, gzip, &variant, false, &state.fresh_cache_control);
     response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache));

@@ -138,7 +138,7 @@ mod tests {
         let body = format!(
             r#"{{"meta":{{"api-version":"1.1","_last-serial":7}},"name":"x","project-status":{{"status":"active"}},
             "tracks":["https://t.test/x/"],"future-page-key":1,"files":[
-            {{"filename":"x-1.0-py3-none-any.whl","hashes":{{"sha256":"{sha}"}},"url":"https://f.test/a?sig=S","yanked":"bad","future":[1]}},
+            {{"filename":"x-1.0-py3-none-any.whl","hashes":{{"sha256":"{sha}"}},"url":"https://f.test/a?sig=S","yanked":"bad \"q\" \u0001\u00e9","future":[1],"esc\\key":"\t"}},
             {{"filename":"x-1.1-py3-none-any.whl","hashes":{{"sha256":"{sha}"}},"core-metadata":true,"url":"https://f.test/b","gpg-sig":false,"size":3,"upload-time":"2024-01-01T00:00:00Z","provenance":"https://p.test/1"}},
             {{"filename":"x-1.0.tar.gz","hashes":{{}},"requires-python":">=3.8","url":"https://f.test/c"}}]}}"#
         );

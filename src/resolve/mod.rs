@@ -79,8 +79,8 @@ impl ResolveError {
 /// The outcome of running the owner rule once.
 #[derive(Debug)]
 pub enum Resolution {
-    /// `owner` has the project; this is its current page.
-    Found { owner: usize, page: Box<ProjectPage>, validators: Validators },
+    /// `owner` has the project; this is its current page, which took `parse_time` to parse.
+    Found { owner: usize, page: Box<ProjectPage>, validators: Validators, parse_time: std::time::Duration },
     /// The previous owner answered 304: its page has not changed.
     Unchanged { owner: usize },
     /// Every candidate answered 404/410.
@@ -248,7 +248,12 @@ impl Resolver {
         Ok(match fetched {
             Some(fetched) => {
                 let fetched = *fetched;
-                Resolution::Found { owner, page: Box::new(fetched.page), validators: fetched.validators }
+                Resolution::Found {
+                    owner,
+                    page: Box::new(fetched.page),
+                    validators: fetched.validators,
+                    parse_time: fetched.parse_time,
+                }
             }
             None => Resolution::Unchanged { owner },
         })

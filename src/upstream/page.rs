@@ -27,6 +27,8 @@ pub enum PageAnswer {
 pub struct FetchedPage {
     pub page: ProjectPage,
     pub validators: Validators,
+    /// How long the parse took (for the `Server-Timing` of the answer that waited for it).
+    pub parse_time: std::time::Duration,
 }
 
 /// An upstream page's `ETag` and `Last-Modified`, for conditional requests.
@@ -192,6 +194,7 @@ const PARSE_INLINE_BYTES: usize = 64 * 1024;
 
 async fn parse_page(project: ProjectName, body: Body) -> Result<PageAnswer, UpstreamError> {
     let inline = body.bytes.len() <= PARSE_INLINE_BYTES;
+    let started = std::time::Instant::now();
     let parse = move || {
         let page = match body.kind {
             MediaType::JsonV1 => parse_project_json(&body.bytes, &body.final_url, project.as_str())?,
@@ -199,7 +202,8 @@ async fn parse_page(project: ProjectName, body: Body) -> Result<PageAnswer, Upst
                 parse_project_html(&body.bytes, &body.final_url, project.as_str())?
             }
         };
-        Ok(PageAnswer::Found(Box::new(FetchedPage { page, validators: body.validators })))
+        let parse_time = started.elapsed();
+        Ok(PageAnswer::Found(Box::new(FetchedPage { page, validators: body.validators, parse_time })))
     };
     if inline {
         return parse();

@@ -4,7 +4,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use url::Url;
 
-use super::{API_VERSION, AsIs, DistFile, FileView, PageError, ProjectList, ProjectPage, absolute_url};
+use super::{
+    API_VERSION, AsIs, CoreMetadata, DistFile, FileView, PageError, ProjectList, ProjectPage, Yanked,
+    absolute_url, json_text,
+};
 
 /// Parses a JSON project page fetched from `base`, resolving file URLs against it.
 pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<ProjectPage, PageError> {
@@ -35,95 +38,103 @@ pub fn render_project_json(page: &ProjectPage) -> Vec<u8> {
 
 /// Renders a project page as PEP 691 JSON, each file's URL and core metadata as `view` shows
 /// them. Keys come in the model's order; unknown keys of the page and of each file follow.
+/// Written directly (see [`json_text`]): this is most of a cold page's render.
 pub fn render_project_json_with(page: &ProjectPage, view: &dyn FileView) -> Vec<u8> {
-    #[derive(Serialize)]
-    struct Rendered<'a> {
-        meta: RenderedMeta<'a>,
-        name: &'a str,
-        files: Files<'a>,
-        versions: &'a [String],
-        #[serde(rename = "project-status", skip_serializing_if = "Option::is_none")]
-        project_status: &'a Option<super::ProjectStatus>,
-        #[serde(skip_serializing_if = "<[_]>::is_empty")]
-        tracks: &'a [String],
-        #[serde(rename = "alternate-locations", skip_serializing_if = "<[_]>::is_empty")]
-        alternate_locations: &'a [String],
-        #[serde(flatten)]
-        extra: &'a Map<String, Value>,
+    // About what a PyPI entry takes (URL, two digests, upload time), so a large page grows
+    // its buffer rarely.
+    let mut out = Vec::with_capacity(512 + page.files.len() * 768);
+    out.extend_from_slice(b"{\"meta\":{\"api-version\":");
+    json_text::string(&mut out, API_VERSION);
+    json_text::extra_entries(&mut out, &page.meta.extra);
+    out.extend_from_slice(b"},\"name\":");
+    json_text::string(&mut out, &page.name);
+    out.extend_from_slice(b",\"files\":[");
+    for (i, file) in page.files.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        render_file(&mut out, file, view);
     }
-    let rendered = Rendered {
-        meta: RenderedMeta::new(&page.meta.extra),
-        name: &page.name,
-        files: Files { files: &page.files, view },
-        versions: &page.versions,
-        project_status: &page.project_status,
-        tracks: &page.tracks,
-        alternate_locations: &page.alternate_locations,
-        extra: &page.extra,
-    };
-    let mut out = Vec::with_capacity(256 + page.files.len() * 320);
-    serde_json::to_writer(&mut out, &rendered).expect("a page model always serializes");
+    out.extend_from_slice(b"],\"versions\":");
+    json_text::strings(&mut out, &page.versions);
+    if let Some(status) = &page.project_status {
+        out.extend_from_slice(b",\"project-status\":");
+        json_text::value(&mut out, status);
+    }
+    if !page.tracks.is_empty() {
+        out.extend_from_slice(b",\"tracks\":");
+        json_text::strings(&mut out, &page.tracks);
+    }
+    if !page.alternate_locations.is_empty() {
+        out.extend_from_slice(b",\"alternate-locations\":");
+        json_text::strings(&mut out, &page.alternate_locations);
+    }
+    json_text::extra_entries(&mut out, &page.extra);
+    out.push(b'}');
     out
 }
 
-struct Files<'a> {
-    files: &'a [DistFile],
-    view: &'a dyn FileView,
-}
-
-impl Serialize for Files<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeSeq;
-        let mut seq = serializer.serialize_seq(Some(self.files.len()))?;
-        for file in self.files {
-            seq.serialize_element(&FileOut { file, view: self.view })?;
-        }
-        seq.end()
+/// One file entry, with the keys `DistFile`'s fields serialize to, and the view's URL and
+/// metadata.
+fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
+    out.extend_from_slice(b"{\"filename\":");
+    json_text::string(out, &f.filename);
+    out.extend_from_slice(b",\"url\":");
+    json_text::string(out, &view.url(f));
+    out.extend_from_slice(b",\"hashes\":");
+    hashes(out, &f.hashes);
+    if let Some(requires_python) = &f.requires_python {
+        out.extend_from_slice(b",\"requires-python\":");
+        json_text::string(out, requires_python);
     }
-}
-
-/// One file entry, as `DistFile`'s fields would serialize, with the view's URL and metadata.
-struct FileOut<'a> {
-    file: &'a DistFile,
-    view: &'a dyn FileView,
-}
-
-impl Serialize for FileOut<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let f = self.file;
-        let mut map = serializer.serialize_map(None)?;
-        map.serialize_entry("filename", &f.filename)?;
-        map.serialize_entry("url", self.view.url(f).as_ref())?;
-        map.serialize_entry("hashes", &f.hashes)?;
-        if let Some(requires_python) = &f.requires_python {
-            map.serialize_entry("requires-python", requires_python)?;
+    match &f.yanked {
+        Yanked::Flag(false) => {}
+        Yanked::Flag(true) => out.extend_from_slice(b",\"yanked\":true"),
+        Yanked::Reason(reason) => {
+            out.extend_from_slice(b",\"yanked\":");
+            json_text::string(out, reason);
         }
-        if !f.yanked.is_no() {
-            map.serialize_entry("yanked", &f.yanked)?;
-        }
-        // Both spellings always hold the same value (PEP 714).
-        if let Some(metadata) = self.view.core_metadata(f) {
-            map.serialize_entry("core-metadata", metadata.as_ref())?;
-            map.serialize_entry("dist-info-metadata", metadata.as_ref())?;
-        }
-        if let Some(gpg_sig) = f.gpg_sig {
-            map.serialize_entry("gpg-sig", &gpg_sig)?;
-        }
-        if let Some(size) = f.size {
-            map.serialize_entry("size", &size)?;
-        }
-        if let Some(upload_time) = &f.upload_time {
-            map.serialize_entry("upload-time", upload_time)?;
-        }
-        if let Some(provenance) = &f.provenance {
-            map.serialize_entry("provenance", provenance)?;
-        }
-        for (key, value) in &f.extra {
-            map.serialize_entry(key, value)?;
-        }
-        map.end()
     }
+    // Both spellings always hold the same value (PEP 714).
+    if let Some(metadata) = view.core_metadata(f) {
+        for key in [&b",\"core-metadata\":"[..], b",\"dist-info-metadata\":"] {
+            out.extend_from_slice(key);
+            match metadata.as_ref() {
+                CoreMetadata::Flag(flag) => json_text::boolean(out, *flag),
+                CoreMetadata::Hashes(listed) => hashes(out, listed),
+            }
+        }
+    }
+    if let Some(gpg_sig) = f.gpg_sig {
+        out.extend_from_slice(b",\"gpg-sig\":");
+        json_text::boolean(out, gpg_sig);
+    }
+    if let Some(size) = f.size {
+        out.extend_from_slice(b",\"size\":");
+        json_text::number(out, size);
+    }
+    if let Some(upload_time) = &f.upload_time {
+        out.extend_from_slice(b",\"upload-time\":");
+        json_text::string(out, upload_time);
+    }
+    if let Some(provenance) = &f.provenance {
+        out.extend_from_slice(b",\"provenance\":");
+        json_text::string(out, provenance);
+    }
+    json_text::extra_entries(out, &f.extra);
+    out.push(b'}');
+}
+
+fn hashes(out: &mut Vec<u8>, hashes: &super::Hashes) {
+    out.push(b'{');
+    for (i, (name, digest)) in hashes.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        json_text::key(out, name);
+        json_text::string(out, digest);
+    }
+    out.push(b'}');
 }
 
 /// Parses a JSON root page (the list of projects).

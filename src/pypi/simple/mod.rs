@@ -12,6 +12,7 @@ mod filename;
 mod hashes;
 mod html;
 mod json;
+mod json_text;
 
 pub use filename::version_from_filename;
 pub use hashes::Hashes;
