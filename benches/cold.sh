@@ -82,4 +82,6 @@ printf '%-36s median %8s ms   p90 %8s ms\n' "upstream (nginx static), direct" "$
   "nginx proxy_cache, cold" "$px" "$px90" "pipgate, cold" "$pg" "$pg90"
 python3 -c "import sys; a, b, c = map(float, sys.argv[1:]); print(f'pipgate / nginx proxy_cache: {c / b:.2f}x, pipgate - upstream transfer: {c - a:.1f} ms')" "$up" "$px" "$pg"
 echo "pipgate split (medians, Server-Timing): upstream $(median_of 2) ms, parse $(median_of 3) ms, render $(median_of 4) ms, gzip $(median_of 5) ms"
-echo "pipgate RSS after: $rss MiB"
+cached=$(curl -s "http://127.0.0.1:$PIPGATE/metrics" | awk '/^pipgate_cache_bytes\{cache="index"\}/ {printf "%.1f", $2 / 1048576}')
+sleep 10
+echo "pipgate RSS after: $rss MiB, after 10 s idle: $(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$PIPGATE_PID/status") MiB; the page cache counts $cached MiB (cap 256 MiB)"

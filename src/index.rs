@@ -106,6 +106,11 @@ impl Index {
         Ok(answer)
     }
 
+    /// Counts a form of `project`'s page made for `answer` in the page cache's memory cap.
+    pub fn reweigh(&self, project: &ProjectName, answer: &ProjectAnswer) {
+        self.pages.reweigh(project, &answer.project);
+    }
+
     /// The page of `project` from its owner, for a page or a file request.
     async fn lookup(&self, project: &ProjectName, client_forces: bool) -> Result<ProjectAnswer, ServeError> {
         let served = self

@@ -139,3 +139,43 @@ async fn clients_get_etags_304s_and_gzip() {
     flate2::read::GzDecoder::new(&gzipped.body[..]).read_to_end(&mut unzipped).unwrap();
     assert_eq!(unzipped, plain.body);
 }
+
+/// `pipgate_cache_bytes{cache="index"}` now.
+async fn index_cache_bytes(pipgate: &Pipgate) -> f64 {
+    let text = get(&format!("{}/metrics", pipgate.base), &[]).await.unwrap().text();
+    let line =
+        text.lines().find(|l| l.starts_with("pipgate_cache_bytes{cache=\"index\"}")).expect("the gauge");
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+/// The memory cap counts what a page holds: after a JSON answer at least the JSON and its
+/// gzip, and when a client first asks for HTML (made then) the HTML too.
+#[tokio::test]
+async fn the_page_cache_weighs_every_form_it_holds() {
+    let index = FakeIndex::start().await;
+    for i in 0..400 {
+        index.add("acme-core", support::fake_index::FakeFile::blob(&format!("acme_core-0.{i}"), 1, i));
+    }
+    let config = config_for(&[("corp", &index.url())], "");
+    let pipgate = Pipgate::start(&config, Default::default()).await;
+    let url = format!("{}acme-core/", pipgate.index_url());
+
+    let gzip = get(&url, &[("accept", PIP_ACCEPT), ("accept-encoding", "gzip")]).await.unwrap();
+    let json = get(&url, &[("accept", PIP_ACCEPT)]).await.unwrap();
+    let after_json = index_cache_bytes(&pipgate).await;
+    assert!(
+        after_json >= (json.body.len() + gzip.body.len()) as f64,
+        "{after_json} for {} + {}",
+        json.body.len(),
+        gzip.body.len()
+    );
+
+    let html = get(&url, &[("accept", "text/html")]).await.unwrap();
+    assert!(String::from_utf8_lossy(&html.body).contains("acme_core-0.399.tar.gz"));
+    let after_html = index_cache_bytes(&pipgate).await;
+    assert!(
+        after_html >= after_json + html.body.len() as f64,
+        "{after_html} after {after_json} and {} of HTML",
+        html.body.len()
+    );
+}

@@ -241,3 +241,29 @@ async fn pip_fails_closed_when_the_private_feed_is_down() {
 async fn uv_fails_closed_when_the_private_feed_is_down() {
     fails_closed_when_the_private_feed_is_down(Client::Uv).await;
 }
+
+/// A page large enough that its first gzip is split over two threads (over 1 MiB of client
+/// JSON): pip asks first (a cold answer), uv second; both read the one gzip member and install
+/// the one real wheel among thousands of listed files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pip_and_uv_install_from_a_page_of_thousands_of_files() {
+    let index = FakeIndex::start().await;
+    for i in 0..6_000 {
+        index.add("acme-big", support::fake_index::FakeFile::blob(&format!("acme_big-0.{i}"), 1, i));
+    }
+    let real = wheel::build("acme-big", "9.9.9", "private");
+    index.add("acme-big", real);
+    let pipgate =
+        Pipgate::start(&format!("[[upstream]]\nname = \"corp\"\nurl = \"{}\"\n", index.url()), feed_env())
+            .await;
+    let url = pipgate.index_url();
+
+    for client in [Client::Pip, Client::Uv] {
+        let target = tempfile::tempdir().unwrap();
+        let run = client.install(&url, target.path(), &["acme-big==9.9.9"]).await;
+        assert!(run.success, "{client:?}:\n{}", run.output);
+        assert_eq!(installed_version(target.path(), "acme_big").as_deref(), Some("9.9.9"), "{client:?}");
+    }
+    let plain = support::get(&format!("{url}acme-big/"), &[("accept", support::PIP_ACCEPT)]).await.unwrap();
+    assert!(plain.body.len() > 1 << 20, "the page is past the split size: {} bytes", plain.body.len());
+}

@@ -113,11 +113,14 @@ impl CachedProject {
         self.last_attempt_ms.compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed).is_ok()
     }
 
-    /// Approximate bytes held: the rendered variants plus the parsed model (about the size of
-    /// its JSON form).
+    /// Bytes held: the parsed page, the forms rendered so far, and the file-name index (built
+    /// for every page after its answer). Estimated from the sizes of what is held, so the
+    /// cache's memory cap is a cap on all of it.
     pub fn weight(&self) -> u32 {
-        let json = self.rendered.weight();
-        u32::try_from(json * 2 + 512).unwrap_or(u32::MAX)
+        let index: usize =
+            self.page.files.iter().map(|file| file.filename.len() + size_of::<(Box<str>, u32)>() + 24).sum();
+        let held = self.page.held_bytes() + self.rendered.weight() + index + size_of::<CachedProject>();
+        u32::try_from(held).unwrap_or(u32::MAX)
     }
 }
 

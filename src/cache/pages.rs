@@ -435,6 +435,17 @@ impl PageCache {
         }
     }
 
+    /// Weighs the page of `project` again after a form of it was made (the HTML, say), so
+    /// the memory cap counts it; a page replaced meanwhile is left alone.
+    pub fn reweigh(&self, project: &ProjectName, made_for: &Arc<CachedProject>) {
+        self.memory.entry(project.clone()).and_compute_with(|now| match now.map(|e| e.into_value()) {
+            Some(Entry::Found(now)) if Arc::ptr_eq(&now, made_for) => {
+                moka::ops::compute::Op::Put(Entry::Found(now))
+            }
+            _ => moka::ops::compute::Op::Nop,
+        });
+    }
+
     /// `(bytes, pages)` held in memory now.
     pub fn usage(&self) -> (u64, u64) {
         self.memory.run_pending_tasks();

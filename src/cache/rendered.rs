@@ -126,17 +126,26 @@ impl Rendered {
         }
     }
 
-    /// Bytes held, for the memory cache's weigher, counting what may be made later too: the
-    /// JSON, the HTML (about as large), and an eighth of both for the compressed forms (pages
-    /// compress about tenfold).
+    /// Bytes held, for the memory cache's weigher: every form made so far, and the level-6
+    /// form a made level-1 form leads to. A form made later (the HTML, for the first client
+    /// that asks for it) is counted when the cache weighs the page again.
     pub fn weight(&self) -> usize {
-        let json = self.json.plain().len();
-        let plain = json + self.html.plain.get().map_or(json, Bytes::len);
-        plain + plain / 8
+        self.json.weight() + self.html.weight()
     }
 }
 
 impl Form {
+    fn weight(&self) -> usize {
+        let made = |form: &OnceLock<Bytes>| form.get().map_or(0, Bytes::len);
+        let best = match (self.best.get(), self.fast.get()) {
+            (Some(best), _) => best.len(),
+            // About as large: level 6 saves a tenth to a fifth.
+            (None, Some(fast)) => fast.len(),
+            (None, None) => 0,
+        };
+        made(&self.plain) + made(&self.fast) + best
+    }
+
     /// Makes the level-6 form in the background, on one thread (leaving the other to answers).
     fn start_best(self: &std::sync::Arc<Self>) {
         let form = self.clone();

@@ -57,7 +57,10 @@ pub async fn project(
     let answer = state.index.page(&name, forces, client).await?;
     let gzip = accepts_gzip(&request.headers);
     let encoding = std::time::Instant::now();
-    let variant = variant(&answer.project.rendered, media_type, gzip).await;
+    let (variant, made) = variant(&answer.project.rendered, media_type, gzip).await;
+    if made {
+        state.index.reweigh(&name, &answer);
+    }
     let mut response = page_response(
         &request.headers,
         media_type,
@@ -75,19 +78,20 @@ pub async fn project(
     Ok(response)
 }
 
-/// The representation the client asked for: at once when it is made (a cache hit), else made
-/// on the blocking pool (the HTML rendered, or the first gzip, take milliseconds for a large
-/// page and would hold a runtime thread).
-async fn variant(rendered: &Arc<Rendered>, media_type: MediaType, gzip: bool) -> Variant {
+/// The representation the client asked for, and whether it was made now: at once when it is
+/// ready (a cache hit), else made on the blocking pool (the HTML rendered, or its first gzip,
+/// take milliseconds for a large page and would hold a runtime thread).
+async fn variant(rendered: &Arc<Rendered>, media_type: MediaType, gzip: bool) -> (Variant, bool) {
     if let Some(ready) = rendered.ready(media_type, gzip) {
-        return ready;
+        return (ready, false);
     }
     let making = rendered.clone();
-    match tokio::task::spawn_blocking(move || making.variant(media_type, gzip)).await {
+    let variant = match tokio::task::spawn_blocking(move || making.variant(media_type, gzip)).await {
         Ok(variant) => variant,
         // The blocking pool is shutting down: make it here.
         Err(_) => rendered.variant(media_type, gzip),
-    }
+    };
+    (variant, true)
 }
 
 /// `Server-Timing` for an answer that waited for its page to be made (W3C Server Timing):
@@ -149,7 +153,7 @@ pub async fn root(
     let media_type = media_type(request)?;
     let (rendered, cache) = state.index.root(client).await?;
     let gzip = accepts_gzip(&request.headers);
-    let variant = variant(&rendered, media_type, gzip).await;
+    let (variant, _) = variant(&rendered, media_type, gzip).await;
     let mut response =
         page_response(&request.headers, media_type, gzip, &variant, false, &state.fresh_cache_control);
     response.headers_mut().insert(CACHE_HEADER, HeaderValue::from_static(cache));

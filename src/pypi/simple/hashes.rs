@@ -54,10 +54,14 @@ impl Hashes {
         self.0.len()
     }
 
-    /// Heap bytes held, for the page cache's weigher.
+    /// Heap bytes held, for the page cache's weigher (with 16 bytes per allocation for the
+    /// allocator's rounding).
     pub fn heap_bytes(&self) -> usize {
-        self.0.capacity() * size_of::<(Box<str>, Box<str>)>()
-            + self.0.iter().map(|(name, digest)| name.len() + digest.len()).sum::<usize>()
+        if self.0.capacity() == 0 {
+            return 0;
+        }
+        16 + self.0.capacity() * size_of::<(Box<str>, Box<str>)>()
+            + self.0.iter().map(|(name, digest)| name.len() + digest.len() + 32).sum::<usize>()
     }
 
     fn position(&self, name: &str) -> Result<usize, usize> {

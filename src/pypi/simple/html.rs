@@ -154,6 +154,7 @@ pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<Proj
             size: None,
             upload_time: None,
             provenance: link.provenance.and_then(|p| base.join(&p).ok()).map(String::from),
+            data_dist_info_metadata: None,
             extra: Default::default(),
         });
     }

@@ -5,8 +5,8 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::{
-    API_VERSION, AsIs, CoreMetadata, DistFile, FileView, PageError, ProjectList, ProjectPage, Yanked,
-    absolute_url, json_text,
+    API_VERSION, AsIs, CoreMetadata, DistFile, FileView, ListedMetadata, PageError, ProjectList, ProjectPage,
+    Yanked, absolute_url, json_text,
 };
 
 /// Parses a JSON project page fetched from `base`, resolving file URLs against it.
@@ -121,6 +121,21 @@ fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
         out.extend_from_slice(b",\"provenance\":");
         json_text::string(out, provenance);
     }
+    match &f.data_dist_info_metadata {
+        None => {}
+        Some(ListedMetadata::Known(CoreMetadata::Flag(flag))) => {
+            out.extend_from_slice(b",\"data-dist-info-metadata\":");
+            json_text::boolean(out, *flag);
+        }
+        Some(ListedMetadata::Known(CoreMetadata::Hashes(listed))) => {
+            out.extend_from_slice(b",\"data-dist-info-metadata\":");
+            hashes(out, listed);
+        }
+        Some(ListedMetadata::Other(value)) => {
+            out.extend_from_slice(b",\"data-dist-info-metadata\":");
+            json_text::value(out, value);
+        }
+    }
     json_text::extra_entries(out, &f.extra);
     out.push(b'}');
 }
@@ -231,6 +246,37 @@ mod tests {
         let error = parse_project_json(page.as_bytes(), &base(), "acme-core").unwrap_err().to_string();
         assert!(error.contains("https://[blob.test/a.tar.gz"), "{error}");
         assert!(!error.contains("canary-sas"), "{error}");
+    }
+
+    #[test]
+    fn pypis_data_dist_info_metadata_passes_through_as_listed_in_every_form() {
+        let listed = [
+            serde_json::json!({"sha256": "aa", "md5": "bb"}),
+            serde_json::json!(true),
+            serde_json::json!("odd"),
+            serde_json::json!({"sha256": {"nested": 1}}),
+            serde_json::json!(null),
+        ];
+        let files: Vec<Value> = listed
+            .iter()
+            .enumerate()
+            .map(|(i, value)| {
+                serde_json::json!({"filename": format!("acme_core-1.{i}.tar.gz"), "url": "https://f.test/a", "data-dist-info-metadata": value})
+            })
+            .collect();
+        let body = serde_json::json!({"meta": {"api-version": "1.1"}, "name": "acme-core", "files": files});
+        let page = parse_project_json(body.to_string().as_bytes(), &base(), "acme-core").unwrap();
+        assert!(page.files.iter().all(|f| f.extra.is_empty()), "modelled, not kept as an unknown key");
+        assert_eq!(
+            page.files[0].data_dist_info_metadata,
+            Some(ListedMetadata::Known(CoreMetadata::Hashes(
+                [("md5".to_owned(), "bb".to_owned()), ("sha256".to_owned(), "aa".to_owned())].into()
+            )))
+        );
+        let rendered: Value = serde_json::from_slice(&render_project_json(&page)).unwrap();
+        for (i, value) in listed.iter().enumerate() {
+            assert_eq!(&rendered["files"][i]["data-dist-info-metadata"], value, "file {i}");
+        }
     }
 
     #[test]

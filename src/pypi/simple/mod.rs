@@ -104,8 +104,72 @@ pub struct DistFile {
     /// PEP 740: URL of the provenance object.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub provenance: Option<String>,
+    /// `data-dist-info-metadata`, as PyPI also spells the metadata key in JSON (the HTML
+    /// attribute's name), passed through as listed. Modelled rather than left in `extra`:
+    /// PyPI lists it for nearly every file, and a generic JSON object per file cost several
+    /// hundred bytes of a large page's memory and a tenth of its parse.
+    #[serde(rename = "data-dist-info-metadata", default, skip_serializing_if = "Option::is_none")]
+    pub data_dist_info_metadata: Option<ListedMetadata>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
+}
+
+/// A metadata value passed through as an upstream listed it: the usual forms compactly, any
+/// other JSON as it was (so an odd upstream value neither fails the page nor changes).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ListedMetadata {
+    Known(CoreMetadata),
+    Other(Value),
+}
+
+impl<'de> Deserialize<'de> for ListedMetadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListedVisitor;
+        impl<'de> serde::de::Visitor<'de> for ListedVisitor {
+            type Value = ListedMetadata;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_bool<E>(self, flag: bool) -> Result<ListedMetadata, E> {
+                Ok(ListedMetadata::Known(CoreMetadata::Flag(flag)))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ListedMetadata, A::Error> {
+                let mut entries = Map::new();
+                while let Some((key, value)) = map.next_entry::<String, Value>()? {
+                    entries.insert(key, value);
+                }
+                if entries.values().all(Value::is_string) {
+                    let mut hashes = Hashes::new();
+                    for (name, digest) in &entries {
+                        hashes.insert(name, digest.as_str().unwrap_or_default());
+                    }
+                    return Ok(ListedMetadata::Known(CoreMetadata::Hashes(hashes)));
+                }
+                Ok(ListedMetadata::Other(Value::Object(entries)))
+            }
+            fn visit_str<E>(self, text: &str) -> Result<ListedMetadata, E> {
+                Ok(ListedMetadata::Other(Value::String(text.to_owned())))
+            }
+            fn visit_u64<E>(self, n: u64) -> Result<ListedMetadata, E> {
+                Ok(ListedMetadata::Other(n.into()))
+            }
+            fn visit_i64<E>(self, n: i64) -> Result<ListedMetadata, E> {
+                Ok(ListedMetadata::Other(n.into()))
+            }
+            fn visit_f64<E>(self, n: f64) -> Result<ListedMetadata, E> {
+                Ok(ListedMetadata::Other(n.into()))
+            }
+            fn visit_unit<E>(self) -> Result<ListedMetadata, E> {
+                Ok(ListedMetadata::Other(Value::Null))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, seq: A) -> Result<ListedMetadata, A::Error> {
+                let items = Vec::<Value>::deserialize(serde::de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(ListedMetadata::Other(Value::Array(items)))
+            }
+        }
+        deserializer.deserialize_any(ListedVisitor)
+    }
 }
 
 /// PEP 592 yank state: `false`, `true`, or a reason (which implies yanked).
@@ -165,6 +229,7 @@ enum FileKey {
     Size,
     UploadTime,
     Provenance,
+    DataDistInfoMetadata,
     Other(String),
 }
 
@@ -189,6 +254,7 @@ impl<'de> Deserialize<'de> for FileKey {
                     "size" => FileKey::Size,
                     "upload-time" => FileKey::UploadTime,
                     "provenance" => FileKey::Provenance,
+                    "data-dist-info-metadata" => FileKey::DataDistInfoMetadata,
                     other => FileKey::Other(other.to_owned()),
                 })
             }
@@ -221,6 +287,7 @@ impl<'de> Deserialize<'de> for DistFile {
                     size: None,
                     upload_time: None,
                     provenance: None,
+                    data_dist_info_metadata: None,
                     extra: Map::new(),
                 };
                 while let Some(key) = map.next_key::<FileKey>()? {
@@ -238,6 +305,7 @@ impl<'de> Deserialize<'de> for DistFile {
                         FileKey::Size => file.size = map.next_value()?,
                         FileKey::UploadTime => file.upload_time = map.next_value()?,
                         FileKey::Provenance => file.provenance = map.next_value()?,
+                        FileKey::DataDistInfoMetadata => file.data_dist_info_metadata = map.next_value()?,
                         FileKey::Other(key) => {
                             file.extra.insert(key, map.next_value()?);
                         }
@@ -335,7 +403,69 @@ pub enum PageError {
     UnsupportedVersion(String),
 }
 
+/// An allocation's bookkeeping and rounding, roughly: part of every estimate of held bytes.
+const PER_ALLOCATION: usize = 16;
+
+fn text_bytes(text: &str) -> usize {
+    if text.is_empty() { 0 } else { text.len() + PER_ALLOCATION }
+}
+
+/// Heap bytes of a JSON value kept as it was (an estimate: map and vector overheads).
+fn value_bytes(value: &Value) -> usize {
+    match value {
+        Value::String(text) => text_bytes(text),
+        Value::Array(items) => {
+            items.iter().map(|item| size_of::<Value>() + value_bytes(item)).sum::<usize>() + PER_ALLOCATION
+        }
+        Value::Object(map) => map_bytes(map),
+        _ => 0,
+    }
+}
+
+/// Heap bytes of a map of unknown keys: entries, their index, keys and values.
+fn map_bytes(map: &Map<String, Value>) -> usize {
+    if map.is_empty() {
+        return 0;
+    }
+    map.iter()
+        .map(|(key, value)| size_of::<Value>() + 32 + text_bytes(key) + value_bytes(value))
+        .sum::<usize>()
+        + 2 * PER_ALLOCATION
+}
+
+impl CoreMetadata {
+    fn heap_bytes(&self) -> usize {
+        match self {
+            CoreMetadata::Flag(_) => 0,
+            CoreMetadata::Hashes(hashes) => hashes.heap_bytes(),
+        }
+    }
+}
+
 impl DistFile {
+    /// Bytes this entry holds, inline and on the heap: an estimate for the page cache's
+    /// weigher, so its memory cap holds for the parsed form as well as the rendered ones.
+    pub fn held_bytes(&self) -> usize {
+        let optional = |text: &Option<String>| text.as_deref().map_or(0, text_bytes);
+        size_of::<DistFile>()
+            + text_bytes(&self.filename)
+            + text_bytes(&self.url)
+            + self.hashes.heap_bytes()
+            + optional(&self.requires_python)
+            + match &self.yanked {
+                Yanked::Reason(reason) => text_bytes(reason),
+                Yanked::Flag(_) => 0,
+            }
+            + self.core_metadata.as_ref().map_or(0, CoreMetadata::heap_bytes)
+            + optional(&self.upload_time)
+            + optional(&self.provenance)
+            + match &self.data_dist_info_metadata {
+                Some(ListedMetadata::Known(metadata)) => metadata.heap_bytes(),
+                Some(ListedMetadata::Other(value)) => value_bytes(value),
+                None => 0,
+            }
+            + map_bytes(&self.extra)
+    }
     /// Whether a PEP 658 `.metadata` file is offered for this file.
     pub fn has_metadata(&self) -> bool {
         self.core_metadata.as_ref().is_some_and(CoreMetadata::is_available)
@@ -354,6 +484,21 @@ impl DistFile {
 }
 
 impl ProjectPage {
+    /// Bytes the page holds (see [`DistFile::held_bytes`]).
+    pub fn held_bytes(&self) -> usize {
+        let texts =
+            |items: &[String]| items.iter().map(|item| size_of::<String>() + text_bytes(item)).sum::<usize>();
+        size_of::<ProjectPage>()
+            + self.files.capacity() * size_of::<DistFile>()
+            + self.files.iter().map(|file| file.held_bytes() - size_of::<DistFile>()).sum::<usize>()
+            + texts(&self.versions)
+            + texts(&self.tracks)
+            + texts(&self.alternate_locations)
+            + text_bytes(&self.name)
+            + map_bytes(&self.meta.extra)
+            + map_bytes(&self.extra)
+    }
+
     fn finish_parse(&mut self, project: &str) {
         self.files.retain(|file| {
             if !is_safe_filename(&file.filename) {
