@@ -252,3 +252,39 @@ async fn a_cache_disk_that_fills_during_a_fill_still_gives_its_clients_the_whole
         assert!(metrics.contains(counted), "{counted} in {metrics}");
     }
 }
+
+/// When the whole file is in and verified but the cache cannot take it (here a directory sits
+/// where the file belongs, so the move into place fails), the client still gets the whole
+/// file, nothing is cached, and the store passes files through for a while.
+#[tokio::test]
+async fn a_verified_file_the_cache_cannot_commit_still_reaches_its_client_whole() {
+    let file = FakeFile::blob("acme_core-1.0", 1024 * 1024, 29);
+    let index = FakeIndex::start().await;
+    index.add("acme-core", file.clone());
+    let pipgate = Pipgate::start(&config_for(&[("corp", &index.url())], ""), Default::default()).await;
+    let sha256 = support::wheel::sha256_hex(&file.bytes);
+    let taken = pipgate.cache_dir.join("files").join(&sha256[..2]).join(&sha256);
+    std::fs::create_dir_all(taken.join("in-the-way")).unwrap();
+
+    let url = format!("{}/files/acme-core/{}", pipgate.base, file.filename);
+    let answer = get(&url, &[]).await.unwrap();
+    assert_eq!((answer.status.as_u16(), answer.header("x-pipgate-cache")), (200, "miss"));
+    assert!(answer.body == file.bytes, "the client got {} bytes, not the whole file", answer.body.len());
+    assert!(taken.is_dir(), "nothing replaced what was in the way");
+
+    let metrics = format!("{}/metrics", pipgate.base);
+    eventually("the fill ended", || {
+        let metrics = metrics.clone();
+        async move {
+            let text = get(&metrics, &[]).await.map(|a| a.text()).unwrap_or_default();
+            text.lines().any(|l| l == "pipgate_file_fills_in_progress 0")
+        }
+    })
+    .await;
+    let again = get(&url, &[]).await.unwrap();
+    assert!(again.body == file.bytes);
+    assert_eq!(again.header("x-pipgate-cache"), "bypass", "a degraded store passes files through");
+    let text = get(&metrics, &[]).await.unwrap().text();
+    let counted = r#"pipgate_file_pass_through_total{reason="disk",upstream="corp"} 1"#;
+    assert!(text.contains(counted), "{counted} in {text}");
+}

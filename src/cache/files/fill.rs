@@ -420,16 +420,7 @@ impl FillTask {
     /// download for.
     async fn relay_chunk(&mut self, offset: u64, bytes: Bytes) -> Result<(), FillError> {
         let readers = self.relaying.take().unwrap_or_default();
-        let sends = readers.into_iter().map(|reader| {
-            let chunk = (offset, bytes.clone());
-            async move {
-                match tokio::time::timeout(RELAY_STALL, reader.send(chunk)).await {
-                    Ok(Ok(())) => Some(reader),
-                    _ => None,
-                }
-            }
-        });
-        let kept: Vec<_> = futures_util::future::join_all(sends).await.into_iter().flatten().collect();
+        let kept = relay_to(readers, offset, bytes).await;
         if kept.is_empty() {
             return Err(FillError::Io("the cache disk failed and no client is left to relay to".into()));
         }
@@ -438,9 +429,61 @@ impl FillTask {
     }
 }
 
+/// Sends one chunk to each reader, all at once; returns the readers that took it within
+/// [`RELAY_STALL`] (a reader gone, or stalled that long, is dropped, which ends its answer).
+async fn relay_to(
+    readers: Vec<mpsc::Sender<RelayedChunk>>,
+    offset: u64,
+    bytes: Bytes,
+) -> Vec<mpsc::Sender<RelayedChunk>> {
+    let sends = readers.into_iter().map(|reader| {
+        let chunk = (offset, bytes.clone());
+        async move {
+            match tokio::time::timeout(RELAY_STALL, reader.send(chunk)).await {
+                Ok(Ok(())) => Some(reader),
+                _ => None,
+            }
+        }
+    });
+    futures_util::future::join_all(sends).await.into_iter().flatten().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A reader that takes nothing holds the relay up for [`RELAY_STALL`] at most, then is
+    /// dropped (its answer ends), and the reader that keeps reading gets every chunk.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_reader_is_dropped_after_the_stall_and_the_others_get_every_chunk() {
+        let (reading, mut read) = mpsc::channel(RELAY_DEPTH);
+        let (stalled, mut never_read) = mpsc::channel(RELAY_DEPTH);
+        let consumer = tokio::spawn(async move {
+            let mut offsets = Vec::new();
+            while let Some((offset, _)) = read.recv().await {
+                offsets.push(offset);
+            }
+            offsets
+        });
+        let started = tokio::time::Instant::now();
+        let mut readers = vec![reading, stalled];
+        for offset in 0..(RELAY_DEPTH as u64 + 3) {
+            readers = relay_to(readers, offset, Bytes::from_static(b"chunk")).await;
+        }
+        // The stalled reader's channel filled after RELAY_DEPTH chunks; the next send waited
+        // out the stall (in paused time) and let it go.
+        assert_eq!(readers.len(), 1, "only the reading reader is left");
+        assert!(started.elapsed() >= RELAY_STALL, "it was waited for: {:?}", started.elapsed());
+        assert!(started.elapsed() < RELAY_STALL * 2, "once: {:?}", started.elapsed());
+        drop(readers);
+        assert_eq!(consumer.await.unwrap(), (0..(RELAY_DEPTH as u64 + 3)).collect::<Vec<_>>());
+        // The dropped reader saw what fit in its channel, then the end of the relay.
+        let mut seen = 0;
+        while never_read.recv().await.is_some() {
+            seen += 1;
+        }
+        assert_eq!(seen, RELAY_DEPTH);
+    }
 
     #[tokio::test]
     async fn a_fill_task_that_panics_leaves_the_fill_map_and_fails_its_readers() {

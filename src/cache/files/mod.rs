@@ -252,7 +252,11 @@ impl FileStore {
             let file = File::open(path)?;
             let size = match known {
                 Some(size) => size,
-                None => file.metadata()?.len(),
+                // Not indexed yet: only a regular file counts (a directory opens too).
+                None => match file.metadata()? {
+                    metadata if metadata.is_file() => metadata.len(),
+                    _ => return Err(std::io::Error::other("not a regular file")),
+                },
             };
             Ok::<_, std::io::Error>((file, size))
         })
