@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Cold-install benchmark: `uv pip install` of PACKAGES projects (no dependencies between them)
+# through a pipgate that has never seen them, against the same install through nginx
+# proxy_cache that has never seen them, both in front of one nginx static upstream. Each
+# project's page lists VERSIONS versions (a wheel and an sdist each, real sha256 digests, PEP
+# 658 metadata as PyPI offers it); uv fetches the newest wheel (WHEEL_KIB of incompressible
+# payload) and its metadata. All on 127.0.0.1.
+#
+#   benches/cold_install.sh     # ~1 minute; needs scripts/test.sh's .e2e venv (uv)
+#
+# Each round starts a fresh pipgate (empty cache) and uses a fresh URL prefix on nginx (so its
+# cache is cold too: the prefix is part of the cache key); uv runs with --no-cache. Prints the
+# median wall time of ROUNDS installs for each, and the ratio.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-5}
+PACKAGES=${PACKAGES:-20}
+VERSIONS=${VERSIONS:-100}
+WHEEL_KIB=${WHEEL_KIB:-256}
+VENV=${PIPGATE_E2E_DIR:-.e2e}/venv
+# Not a config overlay: pipgate reads every PIPGATE_* variable as one, and refuses this one.
+unset PIPGATE_E2E_DIR
+[ -x "$VENV/bin/uv" ] || { echo "cold_install.sh: no uv in $VENV: run scripts/test.sh first" >&2; exit 1; }
+
+source benches/common.sh
+install_debian nginx curl
+build_pipgate
+make_work cold-install
+STATIC=$(port); PROXY=$(port)
+python3 - "$work/root" "$PACKAGES" "$VERSIONS" "$WHEEL_KIB" <<'PY'
+import hashlib, io, json, os, sys, zipfile
+root, packages, versions, kib = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+os.makedirs(f"{root}/files", exist_ok=True)
+names = []
+for p in range(packages):
+    name = f"coldpkg{p}"
+    names.append(name)
+    entries = []
+    for v in range(versions):
+        version = f"1.{v}"
+        wheel = f"{name}-{version}-py3-none-any.whl"
+        metadata = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
+        if v == versions - 1:
+            # The one uv installs: a real wheel, with its metadata file beside it.
+            data = io.BytesIO()
+            with zipfile.ZipFile(data, "w", zipfile.ZIP_STORED) as z:
+                z.writestr(f"{name}/__init__.py", "")
+                z.writestr(f"{name}/payload.bin", os.urandom(kib * 1024))
+                info = f"{name}-{version}.dist-info"
+                z.writestr(f"{info}/METADATA", metadata)
+                z.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: bench\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+                z.writestr(f"{info}/RECORD", "")
+            body = data.getvalue()
+            open(f"{root}/files/{wheel}", "wb").write(body)
+            open(f"{root}/files/{wheel}.metadata", "wb").write(metadata)
+            digest, size = hashlib.sha256(body).hexdigest(), len(body)
+        else:
+            # Listed only, as the older versions on a real page are.
+            digest, size = hashlib.sha256(f"{wheel}".encode()).hexdigest(), kib * 1024
+        entries.append({"filename": wheel, "url": f"../../files/{wheel}", "hashes": {"sha256": digest},
+                        "requires-python": ">=3.8", "core-metadata": {"sha256": hashlib.sha256(metadata).hexdigest()},
+                        "size": size, "upload-time": "2024-01-01T00:00:00.000000Z", "yanked": False})
+        sdist = f"{name}-{version}.tar.gz"
+        entries.append({"filename": sdist, "url": f"../../files/{sdist}",
+                        "hashes": {"sha256": hashlib.sha256(sdist.encode()).hexdigest()}, "requires-python": ">=3.8",
+                        "size": kib * 1024, "upload-time": "2024-01-01T00:00:00.000000Z", "yanked": False})
+    os.makedirs(f"{root}/simple/{name}", exist_ok=True)
+    json.dump({"meta": {"api-version": "1.1"}, "name": name, "files": entries, "versions": []},
+              open(f"{root}/simple/{name}/index.json", "w"))
+print(" ".join(names), file=open(f"{root}/projects", "w"))
+PY
+chmod -R a+rX "$work/root"
+mkdir -p "$work/nginx/proxy-cache" && chmod 777 "$work/nginx/proxy-cache"
+start_nginx "
+  types { }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$STATIC;
+    root $work/root;
+    location /simple/ { index index.json; default_type application/vnd.pypi.simple.v1+json; }
+  }
+  proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
+  server {
+    listen 127.0.0.1:$PROXY;
+    # /rN/… is the upstream's /…: a new N is a cold cache (the URI is the cache key).
+    location ~ ^/r[0-9]+(/.*)\$ {
+      proxy_pass http://127.0.0.1:$STATIC\$1;
+      proxy_cache pages;
+      proxy_cache_valid 200 1h;
+      proxy_http_version 1.1;
+      proxy_set_header Connection \"\";
+    }
+  }"
+for _ in $(seq 100); do curl -sf "http://127.0.0.1:$STATIC/simple/coldpkg0/" >/dev/null 2>&1 && break; sleep 0.1; done
+
+projects=$(cat "$work/root/projects")
+install_ms() { # INDEX_URL: wall ms of one cold uv install
+  rm -rf "$work/target"
+  local start end
+  start=$(date +%s%N)
+  "$VENV/bin/uv" pip install --quiet --no-cache --python "$VENV/bin/python" --target "$work/target" \
+    --index-url "$1" $projects
+  end=$(date +%s%N)
+  [ "$(ls "$work/target" | grep -c '^coldpkg[0-9]*$')" -eq "$PACKAGES" ] || { echo "cold_install.sh: not all installed" >&2; exit 1; }
+  echo $(((end - start) / 1000000))
+}
+echo "cold_install.sh: $PACKAGES projects of $VERSIONS versions, ${WHEEL_KIB} KiB wheels, $ROUNDS rounds"
+: >"$work/pipgate.ms"; : >"$work/proxy.ms"
+for round in $(seq "$ROUNDS"); do
+  port_now=$(port)
+  run_pipgate "round$round" "$port_now" '[[upstream]]' 'name = "static"' "url = \"http://127.0.0.1:$STATIC/simple/\""
+  install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
+  kill "$PIPGATE_PID"; wait "$PIPGATE_PID" 2>/dev/null || true
+  install_ms "http://127.0.0.1:$PROXY/r$round/simple/" >>"$work/proxy.ms"
+  echo "  round $round: pipgate $(tail -1 "$work/pipgate.ms") ms, nginx proxy_cache $(tail -1 "$work/proxy.ms") ms"
+done
+median() { sort -n "$1" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
+pg=$(median "$work/pipgate.ms"); px=$(median "$work/proxy.ms")
+python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'cold uv install, median: pipgate {a:.0f} ms, nginx proxy_cache {b:.0f} ms, pipgate / nginx {a / b:.2f}x')" "$pg" "$px"
