@@ -9,12 +9,13 @@
 #   benches/cold_install.sh     # ~1 minute; needs scripts/test.sh's .e2e venv (uv)
 #
 # Each round starts a fresh pipgate (empty cache) and uses a fresh URL prefix on nginx (so its
-# cache is cold too: the prefix is part of the cache key); uv runs with --no-cache. Prints the
-# median wall time of ROUNDS installs for each, and the ratio.
+# cache is cold too: the prefix is part of the cache key), and which of the two goes first
+# alternates; uv runs with --no-cache. Prints the median wall time of ROUNDS installs for
+# each, and the ratio.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-8}
 PACKAGES=${PACKAGES:-20}
 VERSIONS=${VERSIONS:-100}
 WHEEL_KIB=${WHEEL_KIB:-256}
@@ -110,9 +111,16 @@ echo "cold_install.sh: $PACKAGES projects of $VERSIONS versions, ${WHEEL_KIB} Ki
 for round in $(seq "$ROUNDS"); do
   port_now=$(port)
   run_pipgate "round$round" "$port_now" '[[upstream]]' 'name = "static"' "url = \"http://127.0.0.1:$STATIC/simple/\""
-  install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
+  # Which goes first alternates, so what the first install of a round pays (the client's own
+  # start, the machine waking) falls on both alike.
+  if [ $((round % 2)) -eq 1 ]; then
+    install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
+    install_ms "http://127.0.0.1:$PROXY/r$round/simple/" >>"$work/proxy.ms"
+  else
+    install_ms "http://127.0.0.1:$PROXY/r$round/simple/" >>"$work/proxy.ms"
+    install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
+  fi
   kill "$PIPGATE_PID"; wait "$PIPGATE_PID" 2>/dev/null || true
-  install_ms "http://127.0.0.1:$PROXY/r$round/simple/" >>"$work/proxy.ms"
   echo "  round $round: pipgate $(tail -1 "$work/pipgate.ms") ms, nginx proxy_cache $(tail -1 "$work/proxy.ms") ms"
 done
 median() { sort -n "$1" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
