@@ -95,3 +95,17 @@ async fn https_upstreams_never_follow_a_redirect_to_plain_http() {
     assert_eq!(plain.count("/"), 0, "nothing was sent in the clear");
     pipgate.stop().await;
 }
+
+/// A plain page over `max_page_bytes` is refused by its `Content-Length` before it is read,
+/// and fails closed like any upstream error.
+#[tokio::test]
+async fn a_plain_page_over_the_cap_fails_closed() {
+    let (corp, public, pipgate) = behind_public("[server]\nmax_page_bytes = 4096\n").await;
+    for i in 0..100 {
+        corp.add("acme-big", support::fake_index::FakeFile::blob(&format!("acme_big-0.{i}"), 1, i));
+    }
+    let page = get(&format!("{}acme-big/", pipgate.index_url()), &[("accept", PIP_ACCEPT)]).await.unwrap();
+    assert_eq!(page.status, 502, "{}", page.text());
+    assert!(page.text().contains("sent a page larger than the 4096-byte limit"), "{}", page.text());
+    assert_eq!(public.count("/simple/acme-big/"), 0, "fail closed, never fall through");
+}

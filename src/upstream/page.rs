@@ -2,7 +2,7 @@
 //! only a definite 404 or 410 means "not here"; every other non-page answer is an error.
 
 use http::{HeaderMap, StatusCode, header};
-use http_body_util::{BodyExt, Limited};
+use http_body_util::BodyExt;
 use url::Url;
 
 use super::{Purpose, Upstream, UpstreamError, header_text};
@@ -154,22 +154,41 @@ impl Upstream {
                 "gzip" | "x-gzip" => true,
                 other => return Err(UpstreamError::WrongContentEncoding(other.to_owned())),
             };
-            let bytes = Limited::new(response.into_body(), self.max_page_bytes as usize)
-                .collect()
-                .await
-                .map_err(|e| {
-                    if e.is::<http_body_util::LengthLimitError>() {
-                        UpstreamError::PageTooLarge(self.max_page_bytes)
-                    } else {
-                        UpstreamError::Body(e.to_string())
-                    }
-                })?
-                .to_bytes();
+            let length = response
+                .headers()
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let bytes = read_capped(response.into_body(), length, self.max_page_bytes).await?;
             let bytes = if gzipped { inflate(&bytes, self.max_page_bytes)? } else { bytes };
             Ok(Fetched::Body(Body { kind, bytes, final_url, validators }))
         };
         tokio::time::timeout(self.timeout, fetch).await.map_err(|_| UpstreamError::Timeout(self.timeout))?
     }
+}
+
+/// Reads a page body of at most `cap` bytes into one buffer, sized by the `Content-Length`
+/// when there is one: each chunk is copied once, as it arrives, instead of a list of chunks
+/// being joined at the end (which held a large page twice).
+async fn read_capped(
+    mut body: hyper::body::Incoming,
+    length: Option<u64>,
+    cap: u64,
+) -> Result<bytes::Bytes, UpstreamError> {
+    if length.is_some_and(|length| length > cap) {
+        return Err(UpstreamError::PageTooLarge(cap));
+    }
+    let mut buffer = bytes::BytesMut::with_capacity(length.unwrap_or(64 * 1024) as usize);
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| UpstreamError::Body(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            if (buffer.len() + data.len()) as u64 > cap {
+                return Err(UpstreamError::PageTooLarge(cap));
+            }
+            buffer.extend_from_slice(&data);
+        }
+    }
+    Ok(buffer.freeze())
 }
 
 /// Inflates a gzip page, stopping at `cap` bytes: the compressed body is capped as it arrives,
