@@ -24,13 +24,7 @@ STATIC=$(port); OLD=$(port); NEW=$(port)
 python3 benches/load/make_fixtures.py "$work/root" 1 >/dev/null
 chmod -R a+rX "$work/root"
 start_nginx "
-  types { }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:$STATIC;
-    root $work/root;
-    location /simple/ { index index.json; default_type application/vnd.pypi.simple.v1+json; }
-  }"
+$(static_index_server "$STATIC")"
 for which in OLD NEW; do
   p=${!which}
   bin=target/release/pipgate; [ "$which" = OLD ] && bin=$old_bin

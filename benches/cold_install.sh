@@ -74,13 +74,7 @@ PY
 chmod -R a+rX "$work/root"
 mkdir -p "$work/nginx/proxy-cache" && chmod 777 "$work/nginx/proxy-cache"
 start_nginx "
-  types { }
-  default_type application/octet-stream;
-  server {
-    listen 127.0.0.1:$STATIC;
-    root $work/root;
-    location /simple/ { index index.json; default_type application/vnd.pypi.simple.v1+json; }
-  }
+$(static_index_server "$STATIC")
   proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
   server {
     listen 127.0.0.1:$PROXY;

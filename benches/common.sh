@@ -59,6 +59,21 @@ CONF
   pids+=($!)
 }
 
+# static_index_server PORT: the nginx http {} lines of a static PEP 691 index on PORT, serving
+# $work/root (pages at simple/{name}/index.json, files as they lie): the upstream of most
+# benchmarks.
+static_index_server() {
+  cat <<CONF
+  types { }
+  default_type application/octet-stream;
+  server {
+    listen 127.0.0.1:$1;
+    root $work/root;
+    location /simple/ { index index.json; default_type application/vnd.pypi.simple.v1+json; }
+  }
+CONF
+}
+
 # proxy_cache_server PORT UPSTREAM_PORT: the nginx http {} lines of nginx as a caching proxy of
 # the upstream on UPSTREAM_PORT (the reference for a cache hit and for a cold pass-through).
 proxy_cache_server() {

@@ -255,7 +255,6 @@ async fn a_cold_page_says_where_its_time_went_and_a_hit_says_nothing() {
     let names: Vec<&str> = timing.iter().map(|(name, _)| name.as_str()).collect();
     assert_eq!(names, ["upstream", "parse", "render", "gzip", "encode"]);
     assert!(timing[0].1 >= 300.0, "the upstream's delay is in its share: {timing:?}");
-    assert!(timing.iter().all(|(_, ms)| *ms >= 0.0), "{timing:?}");
 
     let hit = get(&page, &[("accept", PIP_ACCEPT), ("accept-encoding", "gzip")]).await.unwrap();
     assert_eq!(hit.header("x-pipgate-cache"), "hit");
