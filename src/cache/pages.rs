@@ -188,11 +188,7 @@ impl PageCache {
             else {
                 return;
             };
-            let fresh = Entry::Found(Arc::new(fresh));
-            cache.memory.entry(project).and_compute_with(|now| match now.map(|e| e.into_value()) {
-                Some(Entry::Found(now)) if Arc::ptr_eq(&now, &current) => moka::ops::compute::Op::Put(fresh),
-                _ => moka::ops::compute::Op::Nop,
-            });
+            cache.put_if_current(&project, &current, Arc::new(fresh));
         });
     }
 
@@ -438,9 +434,20 @@ impl PageCache {
     /// Weighs the page of `project` again after a form of it was made (the HTML, say), so
     /// the memory cap counts it; a page replaced meanwhile is left alone.
     pub fn reweigh(&self, project: &ProjectName, made_for: &Arc<CachedProject>) {
+        self.put_if_current(project, made_for, made_for.clone());
+    }
+
+    /// Puts `replacement` in memory for `project` (weighing it anew) if `current` is still the
+    /// page held there; a page replaced meanwhile by a newer one is left alone.
+    fn put_if_current(
+        &self,
+        project: &ProjectName,
+        current: &Arc<CachedProject>,
+        replacement: Arc<CachedProject>,
+    ) {
         self.memory.entry(project.clone()).and_compute_with(|now| match now.map(|e| e.into_value()) {
-            Some(Entry::Found(now)) if Arc::ptr_eq(&now, made_for) => {
-                moka::ops::compute::Op::Put(Entry::Found(now))
+            Some(Entry::Found(now)) if Arc::ptr_eq(&now, current) => {
+                moka::ops::compute::Op::Put(Entry::Found(replacement))
             }
             _ => moka::ops::compute::Op::Nop,
         });

@@ -38,6 +38,8 @@ pub const UPSTREAM_HEADER: &str = "x-pipgate-upstream";
 pub const CACHE_HEADER: &str = "x-pipgate-cache";
 /// Marks answers served past their freshness (stale-while-revalidate or stale-on-error).
 pub const STALE_HEADER: &str = "x-pipgate-stale";
+/// W3C Server Timing, on a page answer that waited for its page to be made.
+pub const SERVER_TIMING_HEADER: &str = "server-timing";
 
 /// Which paths one listener serves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,13 +4,10 @@ use http::request::Parts;
 use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
 
 use super::conditional::{accepts_gzip, not_modified};
-use super::{CACHE_HEADER, STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
-
-/// The W3C Server Timing header (not in `http::header`).
-const SERVER_TIMING: http::HeaderName = http::HeaderName::from_static("server-timing");
-use crate::body::{ResponseBody, empty, full};
 use std::sync::Arc;
 
+use super::{CACHE_HEADER, SERVER_TIMING_HEADER, STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
+use crate::body::{ResponseBody, empty, full};
 use crate::cache::rendered::{Rendered, Variant};
 use crate::cache::{BuildTimes, CacheResult};
 use crate::error::ServeError;
@@ -56,7 +53,8 @@ pub async fn project(
     let forces = client_forces_revalidation(&request.headers);
     let answer = state.index.page(&name, forces, client).await?;
     let gzip = accepts_gzip(&request.headers);
-    let encoding = std::time::Instant::now();
+    // Timed only for an answer that reports it (a miss): a hit reads no clock here.
+    let encoding = answer.built.is_some().then(std::time::Instant::now);
     let (variant, made) = variant(&answer.project.rendered, media_type, gzip).await;
     if made {
         state.index.reweigh(&name, &answer);
@@ -72,8 +70,8 @@ pub async fn project(
     let headers = response.headers_mut();
     headers.insert(UPSTREAM_HEADER, answer.owner.name_header().clone());
     headers.insert(CACHE_HEADER, HeaderValue::from_static(answer.cache.as_str()));
-    if let Some(built) = answer.built {
-        headers.insert(SERVER_TIMING, server_timing(&built, encoding.elapsed()));
+    if let (Some(built), Some(encoding)) = (answer.built, encoding) {
+        headers.insert(SERVER_TIMING_HEADER, server_timing(&built, encoding.elapsed()));
     }
     Ok(response)
 }

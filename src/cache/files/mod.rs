@@ -339,6 +339,11 @@ mod tests {
         let (_, size) = store.cached(&early).await.expect("found on disk while indexing");
         assert_eq!(size, 12);
         assert_eq!(store.index.get(&early), Some(12), "and indexed");
+        // A directory where a file would be is not a cached file (it opens, but cannot be read).
+        let directory = "ab".repeat(32);
+        std::fs::create_dir_all(store.path(&directory)).unwrap();
+        assert!(store.cached(&directory).await.is_none(), "a directory is not a hit");
+        assert_eq!(store.index.get(&directory), None);
 
         // Once indexing is over, the index alone answers.
         store.indexing.store(false, Ordering::Release);

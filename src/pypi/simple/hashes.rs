@@ -46,14 +46,6 @@ impl Hashes {
         self.0.iter().map(|(name, digest)| (&**name, &**digest))
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
-
     /// Heap bytes held, for the page cache's weigher (with 16 bytes per allocation for the
     /// allocator's rounding).
     pub fn heap_bytes(&self) -> usize {
