@@ -74,17 +74,22 @@ PY
 chmod -R a+rX "$work/root"
 mkdir -p "$work/nginx/proxy-cache" && chmod 777 "$work/nginx/proxy-cache"
 start_nginx "
+  log_format cache_status '\$upstream_cache_status \$request_uri';
 $(static_index_server "$STATIC")
   proxy_cache_path $work/nginx/proxy-cache levels=1:2 keys_zone=pages:16m max_size=4g inactive=1h use_temp_path=off;
   server {
     listen 127.0.0.1:$PROXY;
-    # /rN/… is the upstream's /…: a new N is a cold cache (the URI is the cache key).
+    # /rN/… is the upstream's /…: a new N is a cold cache, since the key is the URI as asked.
+    # Set, not left to the default: the default key left /rN/ out here, so every round after
+    # the first was answered from a warm cache. The log below checks each round was cold.
     location ~ ^/r[0-9]+(/.*)\$ {
       proxy_pass http://127.0.0.1:$STATIC\$1;
       proxy_cache pages;
+      proxy_cache_key \$request_uri;
       proxy_cache_valid 200 1h;
       proxy_http_version 1.1;
       proxy_set_header Connection \"\";
+      access_log $work/nginx/logs/proxy.log cache_status;
     }
   }"
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$STATIC/simple/coldpkg0/" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -115,6 +120,10 @@ for round in $(seq "$ROUNDS"); do
     install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
   fi
   kill "$PIPGATE_PID"; wait "$PIPGATE_PID" 2>/dev/null || true
+  if grep -q "^HIT /r$round/" "$work/nginx/logs/proxy.log"; then
+    echo "cold_install.sh: round $round: nginx answered from its cache, so it was not cold" >&2
+    exit 1
+  fi
   echo "  round $round: pipgate $(tail -1 "$work/pipgate.ms") ms, nginx proxy_cache $(tail -1 "$work/proxy.ms") ms"
 done
 median() { sort -n "$1" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
