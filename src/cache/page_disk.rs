@@ -17,7 +17,8 @@ use crate::upstream::Validators;
 
 const FORMAT_VERSION: u32 = 1;
 
-#[derive(Serialize, Deserialize)]
+/// A stored record as read: the header's fields and the page, borrowed from the bytes.
+#[derive(Deserialize)]
 struct Record<'a> {
     format: u32,
     fingerprint: String,
@@ -26,6 +27,18 @@ struct Record<'a> {
     validators: Validators,
     #[serde(borrow)]
     page: &'a RawValue,
+}
+
+/// A stored record as written: the same fields but the page, which [`encode`] appends as
+/// rendered (it is pipgate's own JSON: checking it again as a `RawValue` cost a scan of the
+/// whole page, and serializing it inside the record a copy).
+#[derive(Serialize)]
+struct Header<'a> {
+    format: u32,
+    fingerprint: &'a str,
+    owner: &'a str,
+    fetched_at_ms: u64,
+    validators: &'a Validators,
 }
 
 /// A page read back from disk.
@@ -101,17 +114,20 @@ pub fn encode(
     validators: &Validators,
     page: &ProjectPage,
 ) -> Option<Vec<u8>> {
-    let page_json = render_project_json(page);
-    let raw = serde_json::from_slice::<&RawValue>(&page_json).ok()?;
-    let record = Record {
+    let header = Header {
         format: FORMAT_VERSION,
-        fingerprint: fingerprint.to_owned(),
-        owner: owner.to_owned(),
+        fingerprint,
+        owner,
         fetched_at_ms: fetched_at.duration_since(UNIX_EPOCH).unwrap_or_default().as_millis() as u64,
-        validators: validators.clone(),
-        page: raw,
+        validators,
     };
-    serde_json::to_vec(&record).ok()
+    let mut record = serde_json::to_vec(&header).ok()?;
+    // `{…}` becomes `{…,"page":PAGE}`: the page written once, into the record's own buffer.
+    record.pop();
+    record.extend_from_slice(b",\"page\":");
+    record.extend_from_slice(&render_project_json(page));
+    record.push(b'}');
+    Some(record)
 }
 
 /// The page of `project` in a stored record, if it was stored under `fingerprint`.
@@ -135,4 +151,34 @@ pub fn decode(fingerprint: &str, project: &ProjectName, bytes: &[u8]) -> Option<
         validators: record.validators,
         page,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_reads_back_under_its_fingerprint_only() {
+        let base = url::Url::parse("https://files.example/simple/demo/").unwrap();
+        let upstream = br#"{"meta":{"api-version":"1.1"},"name":"demo","files":[
+            {"filename":"demo-1.0-py3-none-any.whl","url":"../../f/demo-1.0-py3-none-any.whl#sha256=ab",
+             "hashes":{},"core-metadata":{"sha256":"cd"},"upload-time":"2024-01-01T00:00:00Z"}]}"#;
+        let page = parse_project_json(upstream, &base, "demo").unwrap();
+        let validators = Validators { etag: Some("\"v1\"".into()), last_modified: None };
+        let at = UNIX_EPOCH + Duration::from_millis(1_700_000_000_123);
+        let record = encode("fp1", "corp \"feed\"", at, &validators, &page).unwrap();
+        serde_json::from_slice::<serde_json::Value>(&record).expect("one JSON object");
+
+        let name = ProjectName::new("demo").unwrap();
+        let stored = decode("fp1", &name, &record).expect("read back");
+        // As rendered for clients, so with pipgate's api-version.
+        assert_eq!(
+            (&stored.page.name, &stored.page.files, &stored.page.versions),
+            (&page.name, &page.files, &page.versions)
+        );
+        assert_eq!(stored.owner, "corp \"feed\"");
+        assert_eq!(stored.fetched_at, at);
+        assert_eq!(stored.validators, validators);
+        assert!(decode("fp2", &name, &record).is_none(), "another fingerprint is not trusted");
+    }
 }
