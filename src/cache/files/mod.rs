@@ -111,8 +111,25 @@ impl FileStore {
                 Err(error) => tracing::warn!(%error, "indexing the file cache failed: files not yet indexed are fetched again"),
             }
             indexer.indexing.store(false, Ordering::Release);
+            indexer.make_shards();
         })?;
         Ok(store)
+    }
+
+    /// Creates the 256 shard directories a fresh cache lacks, so a fill's commit is a rename
+    /// and not also a directory's creation: on ext4 creating a directory cost more than
+    /// writing a small file, and a fresh cache (a sidecar's, every CI job) made one for most
+    /// of its first few hundred files. A failure is left to the commit, which creates its
+    /// shard itself.
+    fn make_shards(&self) {
+        let mut created = 0;
+        for shard in 0..=255u8 {
+            let path = self.files.join(format!("{shard:02x}"));
+            if std::fs::create_dir(&path).is_ok() {
+                created += 1;
+            }
+        }
+        tracing::debug!(created, "file cache shards made");
     }
 
     fn index_existing(&self) -> std::io::Result<(usize, u64)> {
@@ -317,6 +334,21 @@ pub fn is_sha256(text: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_fresh_store_makes_its_shards_so_a_commit_only_renames() {
+        let dir = tempfile::tempdir().unwrap();
+        let _store = FileStore::open(dir.path(), 1 << 20, None).unwrap();
+        let shards = || std::fs::read_dir(dir.path().join("files")).unwrap().count();
+        for _ in 0..1000 {
+            if shards() == 256 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(shards(), 256);
+        assert!(dir.path().join("files/00").is_dir() && dir.path().join("files/ff").is_dir());
+    }
 
     #[tokio::test]
     async fn a_file_not_indexed_yet_is_found_on_disk_while_indexing_runs() {
