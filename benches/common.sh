@@ -106,7 +106,9 @@ run_pipgate() {
     printf '[server]\nlisten = "127.0.0.1:%s"\n[cache]\ndir = "%s"\nindex_ttl = "1h"\n' "$port" "$work/cache-$name"
     printf '%s\n' "$@"
   } > "$work/$name.toml"
-  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/$name.toml" &
+  # Without PIPGATE_E2E_DIR (scripts/test.sh's, which a bench may be run with): pipgate reads
+  # every PIPGATE_* variable as a config overlay and refuses that one.
+  PIPGATE_LOG=warn env -u PIPGATE_E2E_DIR target/release/pipgate serve --config "$work/$name.toml" &
   PIPGATE_PID=$!
   pids+=("$PIPGATE_PID")
   BASE="http://127.0.0.1:$port"
