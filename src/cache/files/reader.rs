@@ -4,6 +4,7 @@ use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::{FillError, FillFeed, Phase};
 use bytes::Bytes;
@@ -13,7 +14,41 @@ use futures_util::Stream;
 /// threshold, so buffers are reused from the heap instead of mapped and unmapped per chunk, and
 /// 100 clients of a cold 100 MiB file peaked at 29 MiB RSS against 62 MiB with 256 KiB reads
 /// (`benches/load.sh`), still at the static file server's throughput on a hot file.
-const CHUNK: u64 = 64 * 1024;
+const CHUNK: usize = 64 * 1024;
+
+/// Bytes per read while more than [`MANY_STREAMS`] files are being sent. jemalloc keeps
+/// buffers up to 32 KiB in its thread caches; a 64 KiB one is a large allocation whose freed
+/// pages stay mapped, dirty, for seconds. 500 clients on one cold file (`benches/herd.sh`)
+/// peaked at 116-128 MiB with 64 KiB reads and 50-61 MiB with 32 KiB ones.
+const HERD_CHUNK: usize = 32 * 1024;
+
+/// Past this many file streams at once, reads are [`HERD_CHUNK`]: so at most a few MiB are in
+/// 64 KiB buffers, and a few clients still get the larger reads' throughput.
+const MANY_STREAMS: usize = 64;
+
+/// File streams open now, in the whole process.
+static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts one open stream for as long as it lives (it ends, or its client goes).
+struct OpenStream;
+
+impl OpenStream {
+    fn new() -> Option<OpenStream> {
+        OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
+        Some(OpenStream)
+    }
+}
+
+/// The read size now.
+fn chunk() -> u64 {
+    (if OPEN_STREAMS.load(Ordering::Relaxed) > MANY_STREAMS { HERD_CHUNK } else { CHUNK }) as u64
+}
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        OPEN_STREAMS.fetch_sub(1, Ordering::Relaxed);
+    }
+}
 
 /// A stream of a file's bytes from `start` to `end` (exclusive).
 pub type FileChunks = Pin<Box<dyn Stream<Item = Result<Bytes, FillError>> + Send>>;
@@ -22,9 +57,9 @@ pub type FileChunks = Pin<Box<dyn Stream<Item = Result<Bytes, FillError>> + Send
 /// them from the relay once the fill relays past a failed disk, and breaks off with the
 /// fill's error if it fails; `end` may then be `u64::MAX` (length unknown).
 pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>) -> FileChunks {
-    let state = (file, start, end, fill);
-    Box::pin(futures_util::stream::unfold(state, |(file, position, end, mut fill)| async move {
-        let broken = |error| Some((Err(error), (file.clone(), end, end, None)));
+    let state = (file, start, end, fill, OpenStream::new());
+    Box::pin(futures_util::stream::unfold(state, |(file, position, end, mut fill, open)| async move {
+        let broken = |error| Some((Err(error), (file.clone(), end, end, None, None)));
         loop {
             if position >= end {
                 return None;
@@ -41,7 +76,7 @@ pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>
                             return match relayed(feed, position).await {
                                 Ok(Some(bytes)) => {
                                     let next = position + bytes.len() as u64;
-                                    Some((Ok(bytes), (file, next, end, fill)))
+                                    Some((Ok(bytes), (file, next, end, fill, open)))
                                 }
                                 Ok(None) => None,
                                 Err(error) => broken(error),
@@ -56,7 +91,7 @@ pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>
                     }
                 }
             };
-            let len = (available - position).min(CHUNK) as usize;
+            let len = (available - position).min(chunk()) as usize;
             let reader = file.clone();
             // Allocated here, on a runtime worker, where hyper later frees it: a buffer made on a
             // blocking-pool thread would come from (and keep alive) that thread's malloc arena.
@@ -66,7 +101,7 @@ pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>
             })
             .await;
             return match read {
-                Ok(Ok(bytes)) => Some((Ok(bytes), (file, position + len as u64, end, fill))),
+                Ok(Ok(bytes)) => Some((Ok(bytes), (file, position + len as u64, end, fill, open))),
                 Ok(Err(e)) => broken(FillError::Io(e.to_string().into())),
                 Err(e) => broken(FillError::Io(e.to_string().into())),
             };
@@ -91,5 +126,28 @@ async fn relayed(feed: &mut FillFeed, position: u64) -> Result<Option<Bytes>, Fi
                 _ => Err(FillError::Stream("the relay stopped before the end of the file".into())),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn reads_get_smaller_while_many_files_are_being_sent() {
+        let mut temp = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut temp, &vec![7u8; 256 * 1024]).unwrap();
+        let file = Arc::new(temp);
+        let first_chunk =
+            || async { file_chunks(file.clone(), 0, 256 * 1024, None).next().await.unwrap().unwrap().len() };
+        assert_eq!(first_chunk().await, CHUNK);
+
+        let herd: Vec<FileChunks> =
+            (0..=MANY_STREAMS).map(|_| file_chunks(file.clone(), 0, 256 * 1024, None)).collect();
+        assert_eq!(first_chunk().await, HERD_CHUNK, "with {} other streams open", herd.len());
+        drop(herd);
+        assert_eq!(first_chunk().await, CHUNK, "a stream that is dropped is no longer counted");
     }
 }
