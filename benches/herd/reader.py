@@ -23,7 +23,8 @@ def read_one():
     started = time.monotonic()
     try:
         connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
-        connection.request("GET", parts.path)
+        # With the query: nginx's rounds differ only by it (a new cache key, a cold cache).
+        connection.request("GET", parts.path + (f"?{parts.query}" if parts.query else ""))
         response = connection.getresponse()
         digest = hashlib.sha256()
         first = response.read(1)
