@@ -23,7 +23,7 @@ pub fn compress(bytes: &[u8], level: u32, parallel: bool) -> Bytes {
         let mut encoder =
             flate2::write::GzEncoder::new(Vec::with_capacity(estimate(bytes.len())), Compression::new(level));
         encoder.write_all(bytes).expect("writing to a Vec cannot fail");
-        return Bytes::from(encoder.finish().expect("writing to a Vec cannot fail"));
+        return exact(encoder.finish().expect("writing to a Vec cannot fail"));
     }
     let (first, second) = bytes.split_at(bytes.len() / 2);
     let ((head, head_crc), (tail, tail_crc)) = std::thread::scope(|scope| {
@@ -40,7 +40,15 @@ pub fn compress(bytes: &[u8], level: u32, parallel: bool) -> Bytes {
     out.extend_from_slice(&tail);
     out.extend_from_slice(&sum.sum().to_le_bytes());
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
-    Bytes::from(out)
+    exact(out)
+}
+
+/// `bytes` without the room left over: `Bytes::from` a `Vec` keeps its whole allocation for as
+/// long as the bytes live (a cached form: until the page leaves the cache), and the cache
+/// weighs a form by its length.
+pub fn exact(mut bytes: Vec<u8>) -> Bytes {
+    bytes.shrink_to_fit();
+    Bytes::from(bytes)
 }
 
 /// About what a page compresses to (its digests are random hex, which halves at best), so the
@@ -87,6 +95,17 @@ mod tests {
     use std::io::Read;
 
     use super::*;
+
+    #[test]
+    fn a_kept_form_holds_its_length_not_the_room_it_was_written_in() {
+        let mut written = Vec::with_capacity(64 * 1024);
+        written.extend_from_slice(b"a page");
+        let kept = Vec::from(exact(written));
+        assert_eq!((kept.len(), kept.capacity()), (6, 6));
+        let page: Vec<u8> = (0..200_000u32).flat_map(|i| i.to_le_bytes()).collect();
+        let gzipped = Vec::from(compress(&page, 1, false));
+        assert_eq!(gzipped.capacity(), gzipped.len());
+    }
 
     /// Text shaped like a page: repeated keys and random hex.
     fn page_like(len: usize) -> Vec<u8> {

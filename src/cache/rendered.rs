@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 use http::HeaderValue;
 
-use super::gzip::compress;
+use super::gzip::{compress, exact};
 use crate::pypi::MediaType;
 
 /// One representation: its bytes and its strong ETag.
@@ -67,7 +67,7 @@ impl Rendered {
         let form = |plain: Option<Vec<u8>>, make: Option<LaterHtml>| {
             let ready = OnceLock::new();
             if let Some(plain) = plain {
-                let _ = ready.set(Bytes::from(plain));
+                let _ = ready.set(exact(plain));
             }
             std::sync::Arc::new(Form {
                 plain: ready,
@@ -162,7 +162,7 @@ impl Form {
     fn plain(&self) -> &Bytes {
         self.plain.get_or_init(|| {
             let make = self.make.lock().expect("render lock").take();
-            Bytes::from(make.map(|make| make()).unwrap_or_default())
+            exact(make.map(|make| make()).unwrap_or_default())
         })
     }
 }

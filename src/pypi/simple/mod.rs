@@ -512,6 +512,9 @@ impl ProjectPage {
             true
         });
         self.derive_versions_if_missing(project);
+        // The list grew by doubling as it was read: a cached page keeps what it holds.
+        self.files.shrink_to_fit();
+        self.versions.shrink_to_fit();
     }
 
     fn derive_versions_if_missing(&mut self, project: &str) {
