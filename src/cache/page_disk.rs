@@ -30,8 +30,8 @@ struct Record<'a> {
 }
 
 /// A stored record as written: the same fields but the page, which [`encode`] appends as
-/// rendered (it is pipgate's own JSON: checking it again as a `RawValue` cost a scan of the
-/// whole page, and serializing it inside the record a copy).
+/// rendered. It is pipgate's own JSON: reading it back as a `RawValue` to serialize it inside
+/// the record cost a second scan of the whole page.
 #[derive(Serialize)]
 struct Header<'a> {
     format: u32,
@@ -122,7 +122,7 @@ pub fn encode(
         validators,
     };
     let mut record = serde_json::to_vec(&header).ok()?;
-    // `{…}` becomes `{…,"page":PAGE}`: the page written once, into the record's own buffer.
+    // `{…}` becomes `{…,"page":PAGE}`.
     record.pop();
     record.extend_from_slice(b",\"page\":");
     record.extend_from_slice(&render_project_json(page));

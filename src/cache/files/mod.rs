@@ -117,9 +117,9 @@ impl FileStore {
     }
 
     /// Creates the 256 shard directories a fresh cache lacks, so a fill's commit is a rename
-    /// and not also a directory's creation: on ext4 creating a directory cost more than
-    /// writing a small file, and a fresh cache (a sidecar's, every CI job) made one for most
-    /// of its first few hundred files. A failure is left to the commit, which creates its
+    /// and not also a directory's creation: on ext4 a directory cost about as much CPU as the
+    /// fill's temp file, and a fresh cache (a sidecar's, every CI job) made one for most of its
+    /// first few hundred files. A failure is left to the commit, which creates its
     /// shard itself.
     fn make_shards(&self) {
         let mut created = 0;

@@ -10,10 +10,9 @@ use super::{FillError, FillFeed, Phase};
 use bytes::Bytes;
 use futures_util::Stream;
 
-/// Bytes per read, and so the most a client holds in flight: 64 KiB stays below glibc's mmap
-/// threshold, so buffers are reused from the heap instead of mapped and unmapped per chunk, and
-/// 100 clients of a cold 100 MiB file peaked at 29 MiB RSS against 62 MiB with 256 KiB reads
-/// (`benches/load.sh`), still at the static file server's throughput on a hot file.
+/// Bytes per read, and so the most a client holds in flight, while few files are being sent:
+/// at the static file server's throughput on a hot file (`benches/load.sh`, 4 clients), and
+/// 100 clients of a cold 100 MiB file peaked at 29 MiB RSS against 62 MiB with 256 KiB reads.
 const CHUNK: usize = 64 * 1024;
 
 /// Bytes per read while more than [`MANY_STREAMS`] files are being sent. jemalloc keeps
@@ -29,19 +28,19 @@ const MANY_STREAMS: usize = 64;
 /// File streams open now, in the whole process.
 static OPEN_STREAMS: AtomicUsize = AtomicUsize::new(0);
 
+/// The read size now.
+fn chunk() -> u64 {
+    (if OPEN_STREAMS.load(Ordering::Relaxed) > MANY_STREAMS { HERD_CHUNK } else { CHUNK }) as u64
+}
+
 /// Counts one open stream for as long as it lives (it ends, or its client goes).
 struct OpenStream;
 
 impl OpenStream {
-    fn new() -> Option<OpenStream> {
+    fn open() -> OpenStream {
         OPEN_STREAMS.fetch_add(1, Ordering::Relaxed);
-        Some(OpenStream)
+        OpenStream
     }
-}
-
-/// The read size now.
-fn chunk() -> u64 {
-    (if OPEN_STREAMS.load(Ordering::Relaxed) > MANY_STREAMS { HERD_CHUNK } else { CHUNK }) as u64
 }
 
 impl Drop for OpenStream {
@@ -57,8 +56,9 @@ pub type FileChunks = Pin<Box<dyn Stream<Item = Result<Bytes, FillError>> + Send
 /// them from the relay once the fill relays past a failed disk, and breaks off with the
 /// fill's error if it fails; `end` may then be `u64::MAX` (length unknown).
 pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>) -> FileChunks {
-    let state = (file, start, end, fill, OpenStream::new());
+    let state = (file, start, end, fill, Some(OpenStream::open()));
     Box::pin(futures_util::stream::unfold(state, |(file, position, end, mut fill, open)| async move {
+        // A broken stream's last state: at its end, no longer counted as open.
         let broken = |error| Some((Err(error), (file.clone(), end, end, None, None)));
         loop {
             if position >= end {
