@@ -19,12 +19,9 @@ ROUNDS=${ROUNDS:-8}
 PACKAGES=${PACKAGES:-20}
 VERSIONS=${VERSIONS:-100}
 WHEEL_KIB=${WHEEL_KIB:-256}
-VENV=${PIPGATE_E2E_DIR:-.e2e}/venv
-# Not a config overlay: pipgate reads every PIPGATE_* variable as one, and refuses this one.
-unset PIPGATE_E2E_DIR
-[ -x "$VENV/bin/uv" ] || { echo "cold_install.sh: no uv in $VENV: run scripts/test.sh first" >&2; exit 1; }
-
 source benches/common.sh
+need_e2e venv/bin/uv
+VENV=$E2E/venv
 install_debian nginx curl
 build_pipgate
 make_work cold-install

@@ -18,6 +18,19 @@ install_debian() {
   apt-get update -qq && apt-get install -y -qq "${packages[@]}" >/dev/null
 }
 
+# scripts/test.sh's tool directory (uv, moto), which a bench may be run with. Not passed on to
+# what the bench starts: pipgate reads every PIPGATE_* variable as a config overlay and refuses
+# this one.
+E2E=${PIPGATE_E2E_DIR:-.e2e}
+unset PIPGATE_E2E_DIR
+
+# need_e2e PATH…: stops unless each PATH in $E2E is executable (scripts/test.sh installs them).
+need_e2e() {
+  for tool in "$@"; do
+    [ -x "$E2E/$tool" ] || { echo "$(basename "$0"): no $tool in $E2E: run scripts/test.sh first" >&2; exit 1; }
+  done
+}
+
 build_pipgate() {
   echo "$(basename "$0"): building pipgate (release)"
   cargo build --release --quiet --bin pipgate
@@ -106,9 +119,7 @@ run_pipgate() {
     printf '[server]\nlisten = "127.0.0.1:%s"\n[cache]\ndir = "%s"\nindex_ttl = "1h"\n' "$port" "$work/cache-$name"
     printf '%s\n' "$@"
   } > "$work/$name.toml"
-  # Without PIPGATE_E2E_DIR (scripts/test.sh's, which a bench may be run with): pipgate reads
-  # every PIPGATE_* variable as a config overlay and refuses that one.
-  PIPGATE_LOG=warn env -u PIPGATE_E2E_DIR target/release/pipgate serve --config "$work/$name.toml" &
+  PIPGATE_LOG=warn target/release/pipgate serve --config "$work/$name.toml" &
   PIPGATE_PID=$!
   pids+=("$PIPGATE_PID")
   BASE="http://127.0.0.1:$port"

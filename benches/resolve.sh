@@ -16,12 +16,9 @@ cd "$(dirname "$0")/.."
 
 ROUNDS=${ROUNDS:-3}
 WHEEL_MIB=${WHEEL_MIB:-24}
-VENV=${PIPGATE_E2E_DIR:-.e2e}/venv
-# Not a config overlay: pipgate reads every PIPGATE_* variable as one, and refuses this one.
-unset PIPGATE_E2E_DIR
-[ -x "$VENV/bin/uv" ] || { echo "resolve.sh: no uv in $VENV: run scripts/test.sh first" >&2; exit 1; }
-
 source benches/common.sh
+need_e2e venv/bin/uv
+VENV=$E2E/venv
 install_debian nginx curl
 build_pipgate
 make_work resolve

@@ -107,7 +107,7 @@ PY
   local port; port=$(port)
   printf '[server]\nlisten = "127.0.0.1:%s"\n[cache]\ndir = "%s"\n%s\n%s\n%s\n' "$port" "$dir" "${upstream[@]}" > "$work/$name.toml"
   local start; start=$(date +%s%N)
-  PIPGATE_LOG=info env -u PIPGATE_E2E_DIR target/release/pipgate serve --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
+  PIPGATE_LOG=info target/release/pipgate serve --config "$work/$name.toml" > "$work/$name.log" 2>&1 &
   local pid=$!
   pids+=("$pid")
   until curl -sf "http://127.0.0.1:$port/healthz" >/dev/null 2>&1; do sleep 0.005; done

@@ -16,13 +16,8 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
 WHEEL_MIB=${WHEEL_MIB:-8}
 FEED_RATE=${FEED_RATE:-20m}
-E2E=${PIPGATE_E2E_DIR:-.e2e}
-# Not a config overlay: pipgate reads every PIPGATE_* variable as one, and refuses this one.
-unset PIPGATE_E2E_DIR
-[ -x "$E2E/venv/bin/uv" ] && [ -x "$E2E/storage/bin/moto_server" ] || {
-  echo "shared.sh: uv or moto missing in $E2E: run scripts/test.sh first" >&2; exit 1; }
-
 source benches/common.sh
+need_e2e venv/bin/uv storage/bin/moto_server
 install_debian nginx curl
 build_pipgate
 make_work shared
