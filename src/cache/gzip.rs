@@ -1,5 +1,5 @@
 //! gzip for the rendered page forms, with a large form's first compression split over two
-//! threads.
+//! threads, and deflate states kept for the next form.
 //!
 //! The first gzip answer of a large page waits for its compression (about 8 ms at level 1 for
 //! an 8,000-file page). Split in two halves on two threads, each half is a raw deflate stream
@@ -7,8 +7,12 @@
 //! final, and the two joined are one valid deflate stream, inside one gzip member whose CRC is
 //! combined from the halves' (as pigz does). Clients read it as any gzip body. The second half
 //! starts without the first's 32 KiB window, which costs a fraction of a percent of size.
+//!
+//! A deflate state is a few hundred KiB that zlib allocates and clears: for a page of a few
+//! hundred files, making one cost as much as the compression itself, most of it in page faults
+//! on fresh memory (perf of `benches/cold_install.sh`). So states are reset and reused.
 
-use std::io::Write;
+use std::sync::Mutex;
 
 use bytes::Bytes;
 use flate2::{Compress, Compression, Crc, FlushCompress, Status};
@@ -17,27 +21,40 @@ use flate2::{Compress, Compression, Crc, FlushCompress, Status};
 /// saves.
 const SPLIT_FROM: usize = 1 << 20;
 
+/// The levels pipgate compresses at (a cold answer's, and the background's), whose deflate
+/// states are kept.
+const KEPT_LEVELS: [u32; 2] = [1, 6];
+
+/// Deflate states kept per level: as many as compress at once (a split form's two halves), so
+/// the memory they hold stays a little over a MiB.
+const KEPT_PER_LEVEL: usize = 2;
+
+/// Reset deflate states, by level in [`KEPT_LEVELS`].
+static KEPT: [Mutex<Vec<Compress>>; 2] = [Mutex::new(Vec::new()), Mutex::new(Vec::new())];
+
 /// `bytes` as one gzip member at `level`; on two threads when `parallel` and large.
 pub fn compress(bytes: &[u8], level: u32, parallel: bool) -> Bytes {
-    if !parallel || bytes.len() < SPLIT_FROM {
-        let mut encoder =
-            flate2::write::GzEncoder::new(Vec::with_capacity(estimate(bytes.len())), Compression::new(level));
-        encoder.write_all(bytes).expect("writing to a Vec cannot fail");
-        return exact(encoder.finish().expect("writing to a Vec cannot fail"));
-    }
-    let (first, second) = bytes.split_at(bytes.len() / 2);
-    let ((head, head_crc), (tail, tail_crc)) = std::thread::scope(|scope| {
-        let tail = scope.spawn(|| (deflate(second, level, true), crc(second)));
-        let head = (deflate(first, level, false), crc(first));
-        (head, tail.join().expect("compressing does not panic"))
-    });
-    let mut sum = head_crc;
-    sum.combine(&tail_crc);
-    let mut out = Vec::with_capacity(10 + head.len() + tail.len() + 8);
+    let mut sum = crc(bytes);
+    let mut out = Vec::with_capacity(10 + estimate(bytes.len()) + 8);
     // ID1 ID2, deflate, no flags, no mtime, no extra flags, OS unknown (RFC 1952).
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
-    out.extend_from_slice(&head);
-    out.extend_from_slice(&tail);
+    if !parallel || bytes.len() < SPLIT_FROM {
+        deflate(bytes, level, true, &mut out);
+    } else {
+        let (first, second) = bytes.split_at(bytes.len() / 2);
+        let (tail, tail_crc) = std::thread::scope(|scope| {
+            let tail = scope.spawn(|| {
+                let mut tail = Vec::with_capacity(estimate(second.len()));
+                deflate(second, level, true, &mut tail);
+                (tail, crc(second))
+            });
+            sum = crc(first);
+            deflate(first, level, false, &mut out);
+            tail.join().expect("compressing does not panic")
+        });
+        sum.combine(&tail_crc);
+        out.extend_from_slice(&tail);
+    }
     out.extend_from_slice(&sum.sum().to_le_bytes());
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     exact(out)
@@ -63,20 +80,19 @@ fn crc(bytes: &[u8]) -> Crc {
     crc
 }
 
-/// A raw deflate stream of `input`: final when `last`, else ending with a sync flush so that
-/// another stream can follow it.
-fn deflate(input: &[u8], level: u32, last: bool) -> Vec<u8> {
-    let mut compress = Compress::new(Compression::new(level), false);
-    let mut out = Vec::with_capacity(estimate(input.len()));
+/// Appends to `out` a raw deflate stream of `input`: final when `last`, else ending with a
+/// sync flush so that another stream can follow it.
+fn deflate(input: &[u8], level: u32, last: bool, out: &mut Vec<u8>) {
+    let mut kept = Kept::take(level);
+    let compress = kept.state();
     let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
     loop {
         if out.capacity() - out.len() < 64 {
             out.reserve(out.capacity() / 4 + 1024);
         }
         let consumed = compress.total_in() as usize;
-        let status = compress
-            .compress_vec(&input[consumed..], &mut out, flush)
-            .expect("deflate on memory does not fail");
+        let status =
+            compress.compress_vec(&input[consumed..], out, flush).expect("deflate on memory does not fail");
         let done = match status {
             Status::StreamEnd => true,
             // A flush is complete when all input is in and the output was not filled.
@@ -85,14 +101,50 @@ fn deflate(input: &[u8], level: u32, last: bool) -> Vec<u8> {
             }
         };
         if done {
-            return out;
+            return;
         }
     }
 }
 
+/// A deflate state at one level, taken from those kept (or made), and reset and kept again
+/// when dropped if fewer than [`KEPT_PER_LEVEL`] are kept.
+struct Kept {
+    state: Option<Compress>,
+    /// Where it is kept: its level's place in [`KEPT_LEVELS`].
+    slot: Option<usize>,
+}
+
+impl Kept {
+    fn take(level: u32) -> Kept {
+        let slot = KEPT_LEVELS.iter().position(|&kept| kept == level);
+        let reused = slot.and_then(|slot| kept(slot).pop());
+        Kept { state: Some(reused.unwrap_or_else(|| Compress::new(Compression::new(level), false))), slot }
+    }
+
+    fn state(&mut self) -> &mut Compress {
+        self.state.as_mut().expect("held until dropped")
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        let (Some(slot), Some(mut state)) = (self.slot, self.state.take()) else { return };
+        let mut kept = kept(slot);
+        if kept.len() < KEPT_PER_LEVEL {
+            state.reset();
+            kept.push(state);
+        }
+    }
+}
+
+/// The states kept at one level. A panic elsewhere while it was held leaves only reset states.
+fn kept(slot: usize) -> std::sync::MutexGuard<'static, Vec<Compress>> {
+    KEPT[slot].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Read;
+    use std::io::{Read, Write};
 
     use super::*;
 
@@ -160,6 +212,26 @@ mod tests {
     fn small_and_empty_forms_compress_on_one_thread() {
         for input in [Vec::new(), page_like(1000)] {
             assert_eq!(gunzip_one_member(&compress(&input, 1, true)), input);
+        }
+    }
+
+    #[test]
+    fn a_kept_state_compresses_as_a_fresh_one_does() {
+        let (before, page) = (page_like(300_000), page_like(70_000));
+        for level in KEPT_LEVELS {
+            // A state used for another page (and one left mid-stream by a split's first half).
+            compress(&before, level, false);
+            compress(&page_like(3 * SPLIT_FROM), level, true);
+            let reused = compress(&page, level, false);
+            let mut fresh = Compress::new(Compression::new(level), false);
+            let mut stream = Vec::with_capacity(2 * page.len());
+            assert_eq!(
+                fresh.compress_vec(&page, &mut stream, FlushCompress::Finish).unwrap(),
+                Status::StreamEnd
+            );
+            // The same deflate stream between the header and the CRC.
+            assert_eq!(reused[10..reused.len() - 8], stream[..], "level {level}");
+            assert_eq!(gunzip_one_member(&reused), page);
         }
     }
 }
