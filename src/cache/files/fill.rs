@@ -59,6 +59,10 @@ pub struct FillState {
     /// The file's length, when the index or the upstream said it.
     pub total: Option<u64>,
     pub content_type: Option<HeaderValue>,
+    /// The bytes written last, and where in the file they start: a reader that has caught up
+    /// sends them as they are (shared, not copied) instead of reading them back from the temp
+    /// file on the blocking pool. Dropped when the fill ends.
+    pub last_written: Option<(u64, Bytes)>,
 }
 
 #[derive(Debug)]
@@ -132,8 +136,13 @@ impl Fill {
     ) -> std::io::Result<Arc<Fill>> {
         let temp_path = store.temp_path(&sha256);
         let file = Arc::new(File::options().read(true).write(true).create_new(true).open(&temp_path)?);
-        let initial =
-            FillState { phase: Phase::Connecting, written: 0, total: expected.size, content_type: None };
+        let initial = FillState {
+            phase: Phase::Connecting,
+            written: 0,
+            total: expected.size,
+            content_type: None,
+            last_written: None,
+        };
         let (sender, state) = watch::channel(initial);
         let relay = Arc::new(Relay::default());
         let fill = Arc::new(Fill { file: file.clone(), state, relay: relay.clone() });
@@ -183,13 +192,19 @@ impl FillEnd {
         }
         let _ = std::fs::remove_file(&self.temp_path);
         self.store.end_fill(&self.sha256);
-        self.sender.send_modify(|s| s.phase = Phase::Failed(error));
+        self.sender.send_modify(|s| {
+            s.phase = Phase::Failed(error);
+            s.last_written = None;
+        });
     }
 
     fn committed(&mut self) {
         self.ended = true;
         self.store.end_fill(&self.sha256);
-        self.sender.send_modify(|s| s.phase = Phase::Done);
+        self.sender.send_modify(|s| {
+            s.phase = Phase::Done;
+            s.last_written = None;
+        });
     }
 
     /// Every byte reached the readers, but the store keeps no copy.
@@ -200,6 +215,7 @@ impl FillEnd {
         self.sender.send_modify(|s| {
             s.phase = Phase::Relayed;
             s.total = Some(size);
+            s.last_written = None;
         });
     }
 }
@@ -389,7 +405,10 @@ impl FillTask {
                 .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             match written {
                 Ok(()) => {
-                    self.end.sender.send_modify(|s| s.written = offset + len);
+                    self.end.sender.send_modify(|s| {
+                        s.written = offset + len;
+                        s.last_written = Some((offset, bytes));
+                    });
                     return Ok(offset + len);
                 }
                 Err(error) => self.begin_relay(offset, &error),
@@ -493,7 +512,13 @@ mod tests {
         let temp_path = store.temp_path(&sha256);
         let file =
             Arc::new(File::options().read(true).write(true).create_new(true).open(&temp_path).unwrap());
-        let streaming = FillState { phase: Phase::Streaming, written: 0, total: None, content_type: None };
+        let streaming = FillState {
+            phase: Phase::Streaming,
+            written: 0,
+            total: None,
+            content_type: None,
+            last_written: None,
+        };
         let (sender, state) = watch::channel(streaming);
         let fill = Arc::new(Fill { file, state: state.clone(), relay: Arc::default() });
         store.fills.lock().unwrap().insert(sha256.clone(), fill);

@@ -17,7 +17,7 @@
 mod fill;
 mod reader;
 
-pub use fill::{Fill, FillError, FillFeed, Phase};
+pub use fill::{Fill, FillError, FillFeed, FillState, Phase};
 pub use reader::{FileChunks, file_chunks};
 
 use std::collections::HashMap;

@@ -1,4 +1,9 @@
 //! Reading a stored file, or one still filling, as a stream of chunks.
+//!
+//! A reader of a filling file that has caught up with the fill sends the fill's last write as
+//! it is (the same shared bytes the fill wrote), without reading it back from the temp file:
+//! a cold file's first client costs no read and no buffer of its own. A reader behind the
+//! fill, or one of a herd, reads from the file.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;
@@ -6,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{FillError, FillFeed, Phase};
+use super::{FillError, FillFeed, FillState, Phase};
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -71,7 +76,13 @@ pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>
                     match state.phase {
                         Phase::Failed(error) => return broken(error),
                         Phase::Done if position >= state.written => return None,
-                        _ if position < state.written => state.written.min(end),
+                        _ if position < state.written => {
+                            if let Some(bytes) = last_written(&state, position, end) {
+                                let next = position + bytes.len() as u64;
+                                return Some((Ok(bytes), (file, next, end, fill, open)));
+                            }
+                            state.written.min(end)
+                        }
                         Phase::Relaying | Phase::Relayed => {
                             return match relayed(feed, position).await {
                                 Ok(Some(bytes)) => {
@@ -109,6 +120,19 @@ pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>
     }))
 }
 
+/// The fill's last write from `position` up to `end`, if `position` is in it, and unless more
+/// than [`MANY_STREAMS`] files are being sent: readers of a herd that spread out would each
+/// keep another write buffer alive, where reads of [`HERD_CHUNK`] bound what each holds.
+fn last_written(state: &FillState, position: u64, end: u64) -> Option<Bytes> {
+    let (start, bytes) = state.last_written.as_ref()?;
+    let from = usize::try_from(position.checked_sub(*start)?).ok()?;
+    if from >= bytes.len() || OPEN_STREAMS.load(Ordering::Relaxed) > MANY_STREAMS {
+        return None;
+    }
+    let to = usize::try_from(end - start).map_or(bytes.len(), |to| to.min(bytes.len()));
+    Some(bytes.slice(from..to))
+}
+
 /// The next relayed chunk at `position`, or `None` at the verified end of the file. A relay
 /// that closes anywhere else (the fill failed, or let this reader go) is an error, never a
 /// short file.
@@ -135,8 +159,12 @@ mod tests {
 
     use super::*;
 
+    /// Held by the tests that depend on how many streams are open in the process.
+    static COUNTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     #[tokio::test]
     async fn reads_get_smaller_while_many_files_are_being_sent() {
+        let _counted = COUNTED.lock().await;
         let mut temp = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut temp, &vec![7u8; 256 * 1024]).unwrap();
         let file = Arc::new(temp);
@@ -149,5 +177,37 @@ mod tests {
         assert_eq!(first_chunk().await, HERD_CHUNK, "with {} other streams open", herd.len());
         drop(herd);
         assert_eq!(first_chunk().await, CHUNK, "a stream that is dropped is no longer counted");
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_caught_up_sends_the_fills_last_write_and_one_behind_reads_the_file() {
+        let _counted = COUNTED.lock().await;
+        // The temp file's bytes and the fill's last write (the same range) are told apart by
+        // their content, so each read shows where it came from.
+        let mut temp = tempfile::tempfile().unwrap();
+        std::io::Write::write_all(&mut temp, &[1u8; 1000]).unwrap();
+        let file = Arc::new(temp);
+        let state = FillState {
+            phase: Phase::Streaming,
+            written: 1000,
+            total: Some(1000),
+            content_type: None,
+            last_written: Some((600, Bytes::from(vec![2u8; 400]))),
+        };
+        let (_sender, receiver) = tokio::sync::watch::channel(state);
+        let feed = || Some(FillFeed { state: receiver.clone(), relayed: tokio::sync::mpsc::channel(1).1 });
+        let read = |start, end| {
+            let stream = file_chunks(file.clone(), start, end, feed());
+            async move { stream.map(|chunk| chunk.unwrap()).collect::<Vec<Bytes>>().await }
+        };
+
+        assert_eq!(read(600, 1000).await, [vec![2u8; 400]], "caught up: the last write, whole");
+        assert_eq!(read(700, 900).await, [vec![2u8; 200]], "its part from the position to the end");
+        assert_eq!(read(0, 1000).await, [vec![1u8; 1000]], "behind: read from the file");
+
+        let herd: Vec<FileChunks> =
+            (0..=MANY_STREAMS).map(|_| file_chunks(file.clone(), 0, 1, None)).collect();
+        assert_eq!(read(600, 1000).await, [vec![1u8; 400]], "in a herd each reader reads");
+        drop(herd);
     }
 }
