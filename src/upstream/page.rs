@@ -206,7 +206,6 @@ fn inflate(compressed: &[u8], cap: u64) -> Result<bytes::Bytes, UpstreamError> {
     Ok(out.into())
 }
 
-/// The error for a non-200, non-404 answer.
 /// Pages up to this size parse on the reactor; larger ones (a page of thousands of files takes
 /// milliseconds) on the blocking pool, so they hold no runtime thread.
 const PARSE_INLINE_BYTES: usize = 64 * 1024;
@@ -232,6 +231,7 @@ async fn parse_page(project: ProjectName, body: Body) -> Result<PageAnswer, Upst
         .unwrap_or_else(|_| Err(UpstreamError::Body("parsing the page failed".to_owned())))
 }
 
+/// The error for a non-200, non-404 answer.
 pub(super) fn status_error(status: StatusCode, headers: &HeaderMap) -> UpstreamError {
     match status {
         StatusCode::NON_AUTHORITATIVE_INFORMATION => UpstreamError::SignInPage,
