@@ -11,7 +11,10 @@
 # Each round starts a fresh pipgate (empty cache) and uses a fresh URL prefix on nginx (so its
 # cache is cold too: the prefix is part of the cache key), and which of the two goes first
 # alternates; uv runs with --no-cache. Prints the median wall time of ROUNDS installs for
-# each, and the ratio.
+# each, their ratio, the median of the rounds' own ratios (the two installs of a round run back
+# to back, so they share the machine's phase, which moves both by up to 2x here), and the CPU
+# each server used per install: pipgate's, and nginx's during its own install (proxy and
+# upstream) and during pipgate's (upstream only), whose difference is the proxy's share.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -102,19 +105,32 @@ install_ms() { # INDEX_URL: wall ms of one cold uv install
   [ "$(ls "$work/target" | grep -c '^coldpkg[0-9]*$')" -eq "$PACKAGES" ] || { echo "cold_install.sh: not all installed" >&2; exit 1; }
   echo $(((end - start) / 1000000))
 }
+cpu_ms() { # PID...: CPU time (user and system) in ms the processes have used so far
+  awk -v hz="$(getconf CLK_TCK)" '{t += $14 + $15} END {printf "%d", t * 1000 / hz}' \
+    $(for pid in "$@"; do echo "/proc/$pid/stat"; done)
+}
+# nginx's workers (the upstream's and the proxy's: one nginx serves both).
+nginx_workers=$(pgrep -P "${pids[-1]}" | tr '\n' ' ')
+measure() { # WHO INDEX_URL: one install, its wall ms to $work/WHO.ms and the CPU ms pipgate and
+  # nginx used meanwhile to $work/WHO.cpu
+  local pipgate_before nginx_before
+  pipgate_before=$(cpu_ms "$PIPGATE_PID"); nginx_before=$(cpu_ms $nginx_workers)
+  install_ms "$2" >>"$work/$1.ms"
+  echo "$(($(cpu_ms "$PIPGATE_PID") - pipgate_before)) $(($(cpu_ms $nginx_workers) - nginx_before))" >>"$work/$1.cpu"
+}
 echo "cold_install.sh: $PACKAGES projects of $VERSIONS versions, ${WHEEL_KIB} KiB wheels, $ROUNDS rounds"
-: >"$work/pipgate.ms"; : >"$work/proxy.ms"
+: >"$work/pipgate.ms"; : >"$work/proxy.ms"; : >"$work/pipgate.cpu"; : >"$work/proxy.cpu"
 for round in $(seq "$ROUNDS"); do
   port_now=$(port)
   run_pipgate "round$round" "$port_now" '[[upstream]]' 'name = "static"' "url = \"http://127.0.0.1:$STATIC/simple/\""
   # Which goes first alternates, so what the first install of a round pays (the client's own
   # start, the machine waking) falls on both alike.
   if [ $((round % 2)) -eq 1 ]; then
-    install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
-    install_ms "http://127.0.0.1:$PROXY/r$round/simple/" >>"$work/proxy.ms"
+    measure pipgate "http://127.0.0.1:$port_now/simple/"
+    measure proxy "http://127.0.0.1:$PROXY/r$round/simple/"
   else
-    install_ms "http://127.0.0.1:$PROXY/r$round/simple/" >>"$work/proxy.ms"
-    install_ms "http://127.0.0.1:$port_now/simple/" >>"$work/pipgate.ms"
+    measure proxy "http://127.0.0.1:$PROXY/r$round/simple/"
+    measure pipgate "http://127.0.0.1:$port_now/simple/"
   fi
   kill "$PIPGATE_PID"; wait "$PIPGATE_PID" 2>/dev/null || true
   if grep -q "^HIT /r$round/" "$work/nginx/logs/proxy.log"; then
@@ -123,6 +139,20 @@ for round in $(seq "$ROUNDS"); do
   fi
   echo "  round $round: pipgate $(tail -1 "$work/pipgate.ms") ms, nginx proxy_cache $(tail -1 "$work/proxy.ms") ms"
 done
-median() { sort -n "$1" | awk '{v[NR] = $1} END {print v[int((NR + 1) / 2)]}'; }
-pg=$(median "$work/pipgate.ms"); px=$(median "$work/proxy.ms")
-python3 -c "import sys; a, b = map(float, sys.argv[1:]); print(f'cold uv install, median: pipgate {a:.0f} ms, nginx proxy_cache {b:.0f} ms, pipgate / nginx {a / b:.2f}x')" "$pg" "$px"
+python3 - "$work" <<'PY'
+import statistics, sys
+work = sys.argv[1]
+def rows(name):
+    return [[int(v) for v in line.split()] for line in open(f"{work}/{name}")]
+pipgate, proxy = [r[0] for r in rows("pipgate.ms")], [r[0] for r in rows("proxy.ms")]
+a, b = statistics.median(pipgate), statistics.median(proxy)
+rounds = statistics.median(p / q for p, q in zip(pipgate, proxy))
+print(f"cold uv install, median: pipgate {a:.0f} ms, nginx proxy_cache {b:.0f} ms, pipgate / nginx {a / b:.2f}x; "
+      f"median of the rounds' ratios {rounds:.2f}x")
+pipgate_cpu, proxy_cpu = rows("pipgate.cpu"), rows("proxy.cpu")
+mean = lambda values: sum(values) / len(values)
+own, upstream_only = mean([r[0] for r in pipgate_cpu]), mean([r[1] for r in pipgate_cpu])
+both = mean([r[1] for r in proxy_cpu])
+print(f"CPU per install (mean, /proc ticks): pipgate {own:.0f} ms; nginx {both:.0f} ms as proxy and upstream, "
+      f"{upstream_only:.0f} ms as pipgate's upstream, so about {both - upstream_only:.0f} ms as proxy")
+PY
