@@ -34,27 +34,27 @@ static KEPT: [Mutex<Vec<Compress>>; 2] = [Mutex::new(Vec::new()), Mutex::new(Vec
 
 /// `bytes` as one gzip member at `level`; on two threads when `parallel` and large.
 pub fn compress(bytes: &[u8], level: u32, parallel: bool) -> Bytes {
-    let mut sum = crc(bytes);
     let mut out = Vec::with_capacity(10 + estimate(bytes.len()) + 8);
     // ID1 ID2, deflate, no flags, no mtime, no extra flags, OS unknown (RFC 1952).
     out.extend_from_slice(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255]);
-    if !parallel || bytes.len() < SPLIT_FROM {
+    let sum = if !parallel || bytes.len() < SPLIT_FROM {
         deflate(bytes, level, true, &mut out);
+        crc(bytes)
     } else {
         let (first, second) = bytes.split_at(bytes.len() / 2);
-        let (tail, tail_crc) = std::thread::scope(|scope| {
+        let ((mut sum, ()), (tail, tail_crc)) = std::thread::scope(|scope| {
             let tail = scope.spawn(|| {
                 let mut tail = Vec::with_capacity(estimate(second.len()));
                 deflate(second, level, true, &mut tail);
                 (tail, crc(second))
             });
-            sum = crc(first);
-            deflate(first, level, false, &mut out);
-            tail.join().expect("compressing does not panic")
+            let head = (crc(first), deflate(first, level, false, &mut out));
+            (head, tail.join().expect("compressing does not panic"))
         });
         sum.combine(&tail_crc);
         out.extend_from_slice(&tail);
-    }
+        sum
+    };
     out.extend_from_slice(&sum.sum().to_le_bytes());
     out.extend_from_slice(&(bytes.len() as u32).to_le_bytes());
     exact(out)
