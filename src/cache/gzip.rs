@@ -25,8 +25,9 @@ const SPLIT_FROM: usize = 1 << 20;
 /// states are kept.
 const KEPT_LEVELS: [u32; 2] = [1, 6];
 
-/// Deflate states kept per level: as many as compress at once (a split form's two halves), so
-/// the memory they hold stays a little over a MiB.
+/// Deflate states kept per level: what a split form's two halves use. Compressions beyond that
+/// at one time make their own states, which go when they are done, so the kept ones hold a
+/// little over a MiB in all.
 const KEPT_PER_LEVEL: usize = 2;
 
 /// Reset deflate states, by level in [`KEPT_LEVELS`].
@@ -137,7 +138,8 @@ impl Drop for Kept {
     }
 }
 
-/// The states kept at one level. A panic elsewhere while it was held leaves only reset states.
+/// The states kept at one level. The lock guards only reset states, so one poisoned by a panic
+/// elsewhere is still sound to use.
 fn kept(slot: usize) -> std::sync::MutexGuard<'static, Vec<Compress>> {
     KEPT[slot].lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
