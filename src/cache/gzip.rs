@@ -31,7 +31,8 @@ const KEPT_LEVELS: [u32; 2] = [1, 6];
 const KEPT_PER_LEVEL: usize = 2;
 
 /// Reset deflate states, by level in [`KEPT_LEVELS`].
-static KEPT: [Mutex<Vec<Compress>>; 2] = [Mutex::new(Vec::new()), Mutex::new(Vec::new())];
+static KEPT: [Mutex<Vec<Compress>>; KEPT_LEVELS.len()] =
+    [const { Mutex::new(Vec::new()) }; KEPT_LEVELS.len()];
 
 /// `bytes` as one gzip member at `level`; on two threads when `parallel` and large.
 pub fn compress(bytes: &[u8], level: u32, parallel: bool) -> Bytes {
