@@ -20,7 +20,24 @@ pub const PATH_SEGMENT: &AsciiSet =
 
 /// The URL of `filename` on the page of `project`, relative to that page.
 pub fn client_file_url(project: &ProjectName, filename: &str) -> String {
-    format!("../../files/{project}/{}", utf8_percent_encode(filename, PATH_SEGMENT))
+    let mut url = Vec::with_capacity(FILES_PREFIX.len() + project.as_str().len() + 1 + filename.len());
+    push_client_file_url(&mut url, project, filename);
+    // Only ASCII was written: the prefix, a normalized name and percent-encoded text.
+    String::from_utf8(url).unwrap_or_default()
+}
+
+const FILES_PREFIX: &str = "../../files/";
+
+/// Appends [`client_file_url`] to `out`. Its text is ASCII that needs no escaping in a JSON
+/// string or an HTML attribute: a page of thousands of files writes it straight into the page
+/// rather than formatting a `String` per file.
+pub fn push_client_file_url(out: &mut Vec<u8>, project: &ProjectName, filename: &str) {
+    out.extend_from_slice(FILES_PREFIX.as_bytes());
+    out.extend_from_slice(project.as_str().as_bytes());
+    out.push(b'/');
+    for piece in utf8_percent_encode(filename, PATH_SEGMENT) {
+        out.extend_from_slice(piece.as_bytes());
+    }
 }
 
 /// What pipgate offers for a wheel whose upstream offers no metadata, by the wheel's sha256:
@@ -58,6 +75,12 @@ pub struct ClientView<'a> {
 impl FileView for ClientView<'_> {
     fn url<'f>(&self, file: &'f DistFile) -> Cow<'f, str> {
         Cow::Owned(client_file_url(self.project, &file.filename))
+    }
+
+    fn push_json_url(&self, out: &mut Vec<u8>, file: &DistFile) {
+        out.push(b'"');
+        push_client_file_url(out, self.project, &file.filename);
+        out.push(b'"');
     }
 
     fn core_metadata<'f>(&self, file: &'f DistFile) -> Option<Cow<'f, CoreMetadata>> {
@@ -174,5 +197,29 @@ mod tests {
     fn odd_file_names_stay_inside_one_segment() {
         let project = ProjectName::new("x").unwrap();
         assert_eq!(client_file_url(&project, "a b?c#d%.whl"), "../../files/x/a%20b%3Fc%23d%25.whl");
+        // Written straight into a JSON page, the URL is the JSON string of the same text: no
+        // character of a file name can end the string or need an escape.
+        let view = ClientView { project: &project, offer: None };
+        for name in ["x-1.0.whl", "q\"uote\\back\u{1}\u{7f}é\u{2028}.whl", "x-1.0+cpu.tar.gz"] {
+            let file = DistFile {
+                filename: name.to_owned(),
+                url: String::new(),
+                hashes: Default::default(),
+                requires_python: None,
+                yanked: Default::default(),
+                core_metadata: None,
+                gpg_sig: None,
+                size: None,
+                upload_time: None,
+                provenance: None,
+                data_dist_info_metadata: None,
+                extra: Default::default(),
+            };
+            let mut written = Vec::new();
+            view.push_json_url(&mut written, &file);
+            let url = client_file_url(&project, name);
+            assert_eq!(String::from_utf8(written).unwrap(), serde_json::to_string(&url).unwrap(), "{name:?}");
+            assert!(url.is_ascii() && !url.contains(['"', '\\', '<', '>', '&']), "{url}");
+        }
     }
 }

@@ -121,13 +121,10 @@ pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<Proj
         return Err(PageError::UnsupportedVersion(page.meta.api_version));
     }
     for link in raw.links {
-        let (url, fragment_hash) = absolute_url(&base, &link.href).map_err(|source| PageError::BadUrl {
-            filename: String::new(),
-            url: super::shown_href(&link.href).to_owned(),
-            source,
-        })?;
+        let (url, fragment_hash) =
+            absolute_url(&base, link.href).map_err(|bad| bad.of_file(String::new()))?;
         let Some(filename) = filename_from_url(&url) else {
-            tracing::debug!(href = super::shown_href(&link.href), "skipping a link that names no file");
+            tracing::debug!(href = super::shown_href(&url), "skipping a link that names no file");
             continue;
         };
         let mut hashes = Hashes::new();

@@ -14,11 +14,9 @@ pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<Proj
     let mut page: ProjectPage = serde_json::from_slice(body)?;
     check_api_version(&page.meta.api_version)?;
     for file in &mut page.files {
-        let (url, fragment_hash) = absolute_url(base, &file.url).map_err(|source| PageError::BadUrl {
-            filename: file.filename.clone(),
-            url: super::shown_href(&file.url).to_owned(),
-            source,
-        })?;
+        let href = std::mem::take(&mut file.url);
+        let (url, fragment_hash) =
+            absolute_url(base, href).map_err(|bad| bad.of_file(file.filename.clone()))?;
         file.url = url;
         if let Some((name, digest)) = fragment_hash {
             file.hashes.insert_if_absent(&name, &digest);
@@ -80,7 +78,7 @@ fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
     out.extend_from_slice(b"{\"filename\":");
     json_text::string(out, &f.filename);
     out.extend_from_slice(b",\"url\":");
-    json_text::string(out, &view.url(f));
+    view.push_json_url(out, f);
     out.extend_from_slice(b",\"hashes\":");
     hashes(out, &f.hashes);
     if let Some(requires_python) = &f.requires_python {

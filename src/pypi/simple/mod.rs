@@ -31,6 +31,11 @@ use serde_json::{Map, Value};
 /// copying a page of thousands of files cost more than rendering it.
 pub trait FileView {
     fn url<'f>(&self, file: &'f DistFile) -> std::borrow::Cow<'f, str>;
+    /// Appends the file's URL to `out` as a JSON string. A view whose URLs need no escaping
+    /// writes them without making a `String` per file.
+    fn push_json_url(&self, out: &mut Vec<u8>, file: &DistFile) {
+        json_text::string(out, &self.url(file));
+    }
     fn core_metadata<'f>(&self, file: &'f DistFile) -> Option<std::borrow::Cow<'f, CoreMetadata>>;
 }
 
@@ -540,21 +545,41 @@ pub fn shown_href(href: &str) -> &str {
 }
 
 /// Resolves `href` against `base` and splits off a `#name=digest` fragment into a hash. An
-/// href that is canonical already (most are) is kept without a parse: a page lists thousands.
-fn absolute_url(base: &url::Url, href: &str) -> Result<(String, Option<(String, String)>), url::ParseError> {
-    let (without_fragment, fragment) = match href.split_once('#') {
-        Some((url, fragment)) => (url, Some(fragment)),
-        None => (href, None),
+/// href that is canonical already (most are) is kept as it is, without a parse or a copy: a
+/// page lists thousands.
+fn absolute_url(base: &url::Url, mut href: String) -> Result<(String, Option<(String, String)>), BadHref> {
+    let cut = href.find('#');
+    let (without_fragment, fragment) = match cut {
+        Some(at) => (&href[..at], Some(&href[at + 1..])),
+        None => (href.as_str(), None),
     };
     if canonical_url::is_canonical_absolute(without_fragment)
         && fragment.is_none_or(canonical_url::is_plain_fragment)
     {
-        return Ok((without_fragment.to_owned(), fragment.and_then(fragment_hash)));
+        let hash = fragment.and_then(fragment_hash);
+        if let Some(at) = cut {
+            href.truncate(at);
+        }
+        return Ok((href, hash));
     }
-    let mut url = base.join(href)?;
+    let mut url =
+        base.join(&href).map_err(|source| BadHref { source, shown: shown_href(&href).to_owned() })?;
     let hash = url.fragment().and_then(fragment_hash);
     url.set_fragment(None);
     Ok((url.into(), hash))
+}
+
+/// An href that does not resolve, as it may be shown ([`shown_href`]).
+#[derive(Debug)]
+struct BadHref {
+    source: url::ParseError,
+    shown: String,
+}
+
+impl BadHref {
+    fn of_file(self, filename: String) -> PageError {
+        PageError::BadUrl { filename, url: self.shown, source: self.source }
+    }
 }
 
 /// `name=digest`, both lowercased, from a URL fragment.
@@ -617,7 +642,7 @@ mod tests {
             "x-1.0.whl",
             "https://files.example/caf\u{e9}.whl",
         ] {
-            let (url, _) = absolute_url(&base, href).unwrap();
+            let (url, _) = absolute_url(&base, href.to_owned()).unwrap();
             let parsed = url::Url::parse(&url).unwrap();
             let expected = parsed
                 .path_segments()
