@@ -5,7 +5,9 @@
 //! routes: after a config change that could alter ownership, old files are ignored rather
 //! than trusted.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
@@ -53,19 +55,38 @@ pub struct Stored {
 pub struct PageDisk {
     dir: PathBuf,
     fingerprint: String,
+    /// The projects with a page file, read from the directory at start and kept as pages are
+    /// stored and removed (one pipgate per cache directory, as for the file cache's index). A
+    /// project never stored is answered from here, without a trip to the blocking pool for a
+    /// read that fails: a cold install asks for every one of its projects once.
+    held: Arc<Mutex<HashSet<ProjectName>>>,
 }
 
 impl PageDisk {
     pub fn open(dir: &Path, fingerprint: String) -> std::io::Result<PageDisk> {
         let dir = dir.join("pages");
         std::fs::create_dir_all(&dir)?;
+        let mut held = HashSet::new();
         for entry in std::fs::read_dir(&dir)? {
             let path = entry?.path();
             if path.extension().is_some_and(|e| e == "tmp") {
                 let _ = std::fs::remove_file(path);
+            } else if let Some(project) = stored_project(&path) {
+                held.insert(project);
             }
         }
-        Ok(PageDisk { dir, fingerprint })
+        Ok(PageDisk { dir, fingerprint, held: Arc::new(Mutex::new(held)) })
+    }
+
+    /// Whether a page of `project` is on disk (under any fingerprint: [`PageDisk::load`]
+    /// checks that).
+    pub fn holds(&self, project: &ProjectName) -> bool {
+        self.held().contains(project)
+    }
+
+    fn held(&self) -> std::sync::MutexGuard<'_, HashSet<ProjectName>> {
+        // A set of names has no invariant a panic could break.
+        self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn path(&self, project: &ProjectName) -> PathBuf {
@@ -75,6 +96,7 @@ impl PageDisk {
 
     /// Removes the page of `project`, if stored.
     pub fn remove(&self, project: &ProjectName) {
+        self.held().remove(project);
         let _ = std::fs::remove_file(self.path(project));
     }
 
@@ -92,6 +114,9 @@ impl PageDisk {
         let path = self.path(project);
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
+        if result.is_ok() {
+            self.held().insert(project.clone());
+        }
         if let Err(error) = result {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!(%project, %error, "cannot write the page to the disk cache");
@@ -103,6 +128,12 @@ impl PageDisk {
         let bytes = std::fs::read(self.path(project)).ok()?;
         decode(&self.fingerprint, project, &bytes)
     }
+}
+
+/// The project a page file is named for: `{project}.json`, the name in its normalized form.
+fn stored_project(path: &Path) -> Option<ProjectName> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(".json")?;
+    ProjectName::new(stem).ok().filter(|project| project.as_str() == stem)
 }
 
 /// A page as a stored record (the disk cache's file, the shared tier's object), tagged with
@@ -180,5 +211,28 @@ mod tests {
         assert_eq!(stored.fetched_at, at);
         assert_eq!(stored.validators, validators);
         assert!(decode("fp2", &name, &record).is_none(), "another fingerprint is not trusted");
+    }
+
+    #[test]
+    fn the_pages_on_disk_are_known_at_start_and_kept_as_pages_are_stored_and_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let base = url::Url::parse("https://files.example/simple/demo/").unwrap();
+        let body = br#"{"meta":{"api-version":"1.1"},"name":"demo","files":[]}"#;
+        let page = parse_project_json(body, &base, "demo").unwrap();
+        let (demo, other) = (ProjectName::new("demo").unwrap(), ProjectName::new("other").unwrap());
+        let disk = PageDisk::open(dir.path(), "fp".into()).unwrap();
+        assert!(!disk.holds(&demo));
+        disk.store(&demo, "feed", UNIX_EPOCH, &Validators::default(), &page);
+        assert!(disk.holds(&demo) && !disk.holds(&other));
+        // Files that are not a normalized project's page are not taken for one.
+        std::fs::write(dir.path().join("pages/Other.json"), b"{}").unwrap();
+        std::fs::write(dir.path().join("pages/notes.txt"), b"").unwrap();
+        let restarted = PageDisk::open(dir.path(), "fp".into()).unwrap();
+        assert!(restarted.holds(&demo), "read from the directory at start");
+        assert!(!restarted.holds(&other));
+        assert!(restarted.load(&demo).is_some());
+        restarted.remove(&demo);
+        assert!(!restarted.holds(&demo));
+        assert!(!PageDisk::open(dir.path(), "fp".into()).unwrap().holds(&demo), "and from the disk");
     }
 }

@@ -246,7 +246,7 @@ impl PageCache {
     }
 
     async fn load_from_disk(&self, project: &ProjectName) -> Option<Entry> {
-        let disk = self.disk.clone()?;
+        let disk = self.disk.clone().filter(|disk| disk.holds(project))?;
         let name = project.clone();
         let cached = self.restore(project, move || disk.load(&name)).await?;
         tracing::debug!(%project, "page loaded from the disk cache");
@@ -395,10 +395,6 @@ impl PageCache {
                 let cached = Arc::new(cached);
                 self.resolver.owned(project, owner, &cached.page);
                 self.store(project, &cached, true);
-                let indexing = cached.clone();
-                tokio::task::spawn_blocking(move || {
-                    indexing.files_by_name();
-                });
                 Ok(Some(Served { project: cached, cache: CacheResult::Miss, built: Some(built) }))
             }
             Ok(Resolution::Unchanged { owner }) => {
@@ -468,16 +464,24 @@ impl PageCache {
         }
     }
 
-    fn store(&self, project: &ProjectName, cached: &Arc<CachedProject>, to_disk: bool) {
+    /// Puts the page in memory; a new version (`fetched`, not a confirmed one) also gets, in
+    /// one background trip to the blocking pool, its file-name index (so a file request finds
+    /// its entry at once) and its record on disk and in the shared tier. One trip, not one per
+    /// job: a cold install makes a page per project, and each trip wakes a thread.
+    fn store(&self, project: &ProjectName, cached: &Arc<CachedProject>, fetched: bool) {
         self.memory.insert(project.clone(), Entry::Found(cached.clone()));
-        if !to_disk {
+        if !fetched {
             return;
         }
-        self.write_to_disk(project, cached);
-        if let Some(shared) = self.shared.clone() {
-            let owner = self.resolver.upstream(cached.owner).name().to_owned();
-            let (project, cached) = (project.clone(), cached.clone());
-            tokio::task::spawn_blocking(move || {
+        let (disk, shared) = (self.disk.clone(), self.shared.clone());
+        let owner = self.resolver.upstream(cached.owner).name().to_owned();
+        let (project, cached) = (project.clone(), cached.clone());
+        tokio::task::spawn_blocking(move || {
+            cached.files_by_name();
+            if let Some(disk) = disk {
+                disk.store(&project, &owner, cached.fetched_at, &cached.validators, &cached.page);
+            }
+            if let Some(shared) = shared {
                 let fingerprint = shared.page_fingerprint().expect("kept only when pages are shared");
                 let record = crate::cache::page_disk::encode(
                     fingerprint,
@@ -489,7 +493,7 @@ impl PageCache {
                 if let Some(record) = record {
                     shared.put_page(&project, record);
                 }
-            });
-        }
+            }
+        });
     }
 }
