@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, StreamBody};
 use super::conditional::{RangeAsk, not_modified, range};
 use super::{CACHE_HEADER, UPSTREAM_HEADER, decode_segment};
 use crate::body::{ResponseBody, empty};
-use crate::cache::files::{FileChunks, Fill, FillError, Phase, file_chunks};
+use crate::cache::files::{FileChunks, Fill, FillError, Phase, TempFile, file_chunks};
 use crate::error::ServeError;
 use crate::identity::Client;
 use crate::index::{FileSource, ListedFile, Located, WheelMetadata};
@@ -52,9 +52,9 @@ pub async fn file(
         }
     }
     match state.index.open(&listed).await {
-        FileSource::Cached { file, size } => {
-            Ok(ranged(base, method, headers, size, |start, end| file_chunks(file.clone(), start, end, None)))
-        }
+        FileSource::Cached { file, size } => Ok(ranged(base, method, headers, size, |start, end| {
+            file_chunks(TempFile::made(file.clone()), start, end, None)
+        })),
         FileSource::Filling(fill) => {
             let mut missed = base.clone();
             missed.cache = "miss";
@@ -128,7 +128,7 @@ async fn from_fill(
     match ready.phase {
         Phase::Failed(error) => Err(failed(error)),
         Phase::Done => Ok(Some(ranged(base, method, headers, ready.written, |start, end| {
-            file_chunks(fill.file.clone(), start, end, None)
+            file_chunks(fill.file(), start, end, None)
         }))),
         // A range is served from a committed file only.
         Phase::Relaying | Phase::Relayed if wants_range => Ok(None),
@@ -137,7 +137,7 @@ async fn from_fill(
             let body = if method == Method::HEAD {
                 empty()
             } else {
-                stream_body(file_chunks(fill.file.clone(), 0, end, Some(feed)))
+                stream_body(file_chunks(fill.file(), 0, end, Some(feed)))
             };
             Ok(Some(base.finish(StatusCode::OK, ready.total, ready.content_type, body)))
         }

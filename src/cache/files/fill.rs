@@ -8,7 +8,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderValue, header};
@@ -68,8 +68,12 @@ pub struct FillState {
 #[derive(Debug)]
 pub struct Fill {
     /// The temp file (and, after commit, the same inode under its final name): readers use
-    /// positioned reads on it, so they share one descriptor without sharing an offset.
-    pub file: Arc<File>,
+    /// positioned reads on it, so they share one descriptor without sharing an offset. Made
+    /// by the fill task on the blocking pool together with its first write (so never on the
+    /// runtime or under the fills lock, and without a trip of its own), and set before any
+    /// byte is counted as written: a reader looks it up when it reads. Unset only if it could
+    /// not be made: the fill then relays every byte, and no reader reads the file.
+    file: TempFile,
     pub state: watch::Receiver<FillState>,
     relay: Arc<Relay>,
 }
@@ -133,9 +137,8 @@ impl Fill {
         upstream: Arc<Upstream>,
         url: String,
         expected: Expected,
-    ) -> std::io::Result<Arc<Fill>> {
+    ) -> Arc<Fill> {
         let temp_path = store.temp_path(&sha256);
-        let file = Arc::new(File::options().read(true).write(true).create_new(true).open(&temp_path)?);
         let initial = FillState {
             phase: Phase::Connecting,
             written: 0,
@@ -145,6 +148,7 @@ impl Fill {
         };
         let (sender, state) = watch::channel(initial);
         let relay = Arc::new(Relay::default());
+        let file = TempFile::default();
         let fill = Arc::new(Fill { file: file.clone(), state, relay: relay.clone() });
         // The fill logs under the request that started it.
         let fill_task = async move {
@@ -153,7 +157,12 @@ impl Fill {
             task.run(url, expected).await;
         };
         tokio::spawn(tracing::Instrument::in_current_span(fill_task));
-        Ok(fill)
+        fill
+    }
+
+    /// The temp file, for readers: made by the time any byte is written.
+    pub fn file(&self) -> TempFile {
+        self.file.clone()
     }
 
     /// Follows the fill from its first byte; `None` once it relays past a failed disk (a
@@ -167,10 +176,34 @@ impl Fill {
 struct FillTask {
     end: FillEnd,
     upstream: Arc<Upstream>,
-    file: Arc<File>,
+    file: TempFile,
     relay: Arc<Relay>,
     /// Set once the cache disk failed: the readers the rest of the bytes go to.
     relaying: Option<Vec<mpsc::Sender<RelayedChunk>>>,
+}
+
+/// A fill's temp file, once made; shared by the fill task and its readers. A committed file
+/// is one made already ([`TempFile::made`]).
+#[derive(Debug, Clone, Default)]
+pub struct TempFile(Arc<OnceLock<Arc<File>>>);
+
+impl TempFile {
+    pub fn made(file: Arc<File>) -> TempFile {
+        TempFile(Arc::new(OnceLock::from(file)))
+    }
+
+    pub fn get(&self) -> Option<&Arc<File>> {
+        self.0.get()
+    }
+
+    fn set(&self, file: Arc<File>) {
+        let _ = self.0.set(file);
+    }
+}
+
+/// Makes a fill's temp file (blocking).
+fn create_temp(path: &std::path::Path) -> std::io::Result<Arc<File>> {
+    File::options().read(true).write(true).create_new(true).open(path).map(Arc::new)
 }
 
 /// How a fill leaves the store: removed from the fill map and its readers told, exactly once.
@@ -254,15 +287,21 @@ impl FillTask {
             return self.end.relayed(size);
         }
         let committed = {
-            let (store, sha, temp, file) = (
+            let (store, sha, temp, made) = (
                 self.end.store.clone(),
                 self.end.sha256.clone(),
                 self.end.temp_path.clone(),
-                self.file.clone(),
+                self.file.get().cloned(),
             );
             tokio::task::spawn_blocking(move || {
+                // An empty file had no write to make it.
+                let file = match made {
+                    Some(file) => file,
+                    None => create_temp(&temp)?,
+                };
                 file.sync_data()?;
-                store.commit(&sha, &temp, size)
+                store.commit(&sha, &temp, size)?;
+                Ok(file)
             })
             .await
             .unwrap_or_else(|e| Err(std::io::Error::other(e)))
@@ -271,11 +310,12 @@ impl FillTask {
         // reader reads the whole file from the temp file, which its descriptor keeps).
         drop(self.relay.close());
         match committed {
-            Ok(()) => {
+            Ok(file) => {
+                self.file.set(file.clone());
                 tracing::debug!(upstream = %self.upstream.name(), sha256 = %self.end.sha256, size, ?source, "file cached");
                 self.end.committed();
                 if let (Source::Upstream, Some(shared)) = (source, &self.end.store.shared) {
-                    shared.upload(self.end.sha256.clone(), self.file.clone(), size);
+                    shared.upload(self.end.sha256.clone(), file, size);
                 }
             }
             Err(error) => {
@@ -399,12 +439,21 @@ impl FillTask {
     async fn write(&mut self, bytes: Bytes, offset: u64) -> Result<u64, FillError> {
         let len = bytes.len() as u64;
         if self.relaying.is_none() {
-            let (file, chunk) = (self.file.clone(), bytes.clone());
-            let written = tokio::task::spawn_blocking(move || file.write_all_at(&chunk, offset))
-                .await
-                .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+            let (made, temp, chunk) = (self.file.get().cloned(), self.end.temp_path.clone(), bytes.clone());
+            let written = tokio::task::spawn_blocking(move || {
+                // The first write makes the file, in the same trip.
+                let file = match made {
+                    Some(file) => file,
+                    None => create_temp(&temp)?,
+                };
+                file.write_all_at(&chunk, offset).map(|()| file)
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)));
             match written {
-                Ok(()) => {
+                Ok(file) => {
+                    // Before the bytes count as written: a reader that sees them finds the file.
+                    self.file.set(file);
                     self.end.sender.send_modify(|s| {
                         s.written = offset + len;
                         s.last_written = Some((offset, bytes));
@@ -520,7 +569,7 @@ mod tests {
             last_written: None,
         };
         let (sender, state) = watch::channel(streaming);
-        let fill = Arc::new(Fill { file, state: state.clone(), relay: Arc::default() });
+        let fill = Arc::new(Fill { file: TempFile::made(file), state: state.clone(), relay: Arc::default() });
         store.fills.lock().unwrap().insert(sha256.clone(), fill);
         let end =
             FillEnd { store: store.clone(), sha256, temp_path: temp_path.clone(), sender, ended: false };

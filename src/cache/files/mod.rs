@@ -17,7 +17,7 @@
 mod fill;
 mod reader;
 
-pub use fill::{Fill, FillError, FillFeed, FillState, Phase};
+pub use fill::{Fill, FillError, FillFeed, FillState, Phase, TempFile};
 pub use reader::{FileChunks, file_chunks};
 
 use std::collections::HashMap;
@@ -162,8 +162,8 @@ impl FileStore {
     }
 
     /// The committed file for `sha256`, or the fill that will produce it (starting one from
-    /// `upstream` if none runs). Opening a committed file happens on the blocking pool and
-    /// outside the fills lock: the lock only guards the map.
+    /// `upstream` if none runs). Opening a committed file, and making a fill's temp file,
+    /// happen on the blocking pool and outside the fills lock: the lock only guards the map.
     pub async fn get_or_fill(
         self: &Arc<Self>,
         sha256: &str,
@@ -186,22 +186,15 @@ impl FileStore {
             } else if self.is_degraded() {
                 return Lookup::Unavailable;
             } else {
-                match Fill::start(
+                let fill = Fill::start(
                     self.clone(),
                     sha256.to_owned(),
                     upstream.clone(),
                     url.to_owned(),
                     expected.clone(),
-                ) {
-                    Ok(fill) => {
-                        fills.insert(sha256.to_owned(), fill.clone());
-                        Some(fill)
-                    }
-                    Err(error) => {
-                        self.degrade(&error);
-                        return Lookup::Unavailable;
-                    }
-                }
+                );
+                fills.insert(sha256.to_owned(), fill.clone());
+                Some(fill)
             }
         };
         match fill {

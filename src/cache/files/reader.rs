@@ -5,13 +5,11 @@
 //! a cold file's first client costs no read and no buffer of its own. A reader behind the
 //! fill, or one of a herd, reads from the file.
 
-use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use super::{FillError, FillFeed, FillState, Phase};
+use super::{FillError, FillFeed, FillState, Phase, TempFile};
 use bytes::Bytes;
 use futures_util::Stream;
 
@@ -59,8 +57,9 @@ pub type FileChunks = Pin<Box<dyn Stream<Item = Result<Bytes, FillError>> + Send
 
 /// Streams `file[start..end]`. With `fill`, waits for bytes that are not written yet, takes
 /// them from the relay once the fill relays past a failed disk, and breaks off with the
-/// fill's error if it fails; `end` may then be `u64::MAX` (length unknown).
-pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>) -> FileChunks {
+/// fill's error if it fails; `end` may then be `u64::MAX` (length unknown). A fill's file is
+/// looked up when bytes are read: the fill makes it with its first write.
+pub fn file_chunks(file: TempFile, start: u64, end: u64, fill: Option<FillFeed>) -> FileChunks {
     let state = (file, start, end, fill, Some(OpenStream::open()));
     Box::pin(futures_util::stream::unfold(state, |(file, position, end, mut fill, open)| async move {
         // A broken stream's last state: at its end, no longer counted as open.
@@ -103,7 +102,9 @@ pub fn file_chunks(file: Arc<File>, start: u64, end: u64, fill: Option<FillFeed>
                 }
             };
             let len = (available - position).min(chunk()) as usize;
-            let reader = file.clone();
+            let Some(reader) = file.get().cloned() else {
+                return broken(FillError::Io("the fill's temp file could not be made".into()));
+            };
             // Allocated here, on a runtime worker, where hyper later frees it: a buffer made on a
             // blocking-pool thread would come from (and keep alive) that thread's malloc arena.
             let mut buffer = vec![0u8; len];
@@ -155,6 +156,8 @@ async fn relayed(feed: &mut FillFeed, position: u64) -> Result<Option<Bytes>, Fi
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use futures_util::StreamExt;
 
     use super::*;
@@ -168,12 +171,19 @@ mod tests {
         let mut temp = tempfile::tempfile().unwrap();
         std::io::Write::write_all(&mut temp, &vec![7u8; 256 * 1024]).unwrap();
         let file = Arc::new(temp);
-        let first_chunk =
-            || async { file_chunks(file.clone(), 0, 256 * 1024, None).next().await.unwrap().unwrap().len() };
+        let first_chunk = || async {
+            file_chunks(TempFile::made(file.clone()), 0, 256 * 1024, None)
+                .next()
+                .await
+                .unwrap()
+                .unwrap()
+                .len()
+        };
         assert_eq!(first_chunk().await, CHUNK);
 
-        let herd: Vec<FileChunks> =
-            (0..=MANY_STREAMS).map(|_| file_chunks(file.clone(), 0, 256 * 1024, None)).collect();
+        let herd: Vec<FileChunks> = (0..=MANY_STREAMS)
+            .map(|_| file_chunks(TempFile::made(file.clone()), 0, 256 * 1024, None))
+            .collect();
         assert_eq!(first_chunk().await, HERD_CHUNK, "with {} other streams open", herd.len());
         drop(herd);
         assert_eq!(first_chunk().await, CHUNK, "a stream that is dropped is no longer counted");
@@ -197,7 +207,7 @@ mod tests {
         let (_sender, receiver) = tokio::sync::watch::channel(state);
         let feed = || Some(FillFeed { state: receiver.clone(), relayed: tokio::sync::mpsc::channel(1).1 });
         let read = |start, end| {
-            let stream = file_chunks(file.clone(), start, end, feed());
+            let stream = file_chunks(TempFile::made(file.clone()), start, end, feed());
             async move { stream.map(|chunk| chunk.unwrap()).collect::<Vec<Bytes>>().await }
         };
 
@@ -206,7 +216,7 @@ mod tests {
         assert_eq!(read(0, 1000).await, [vec![1u8; 1000]], "behind: read from the file");
 
         let herd: Vec<FileChunks> =
-            (0..=MANY_STREAMS).map(|_| file_chunks(file.clone(), 0, 1, None)).collect();
+            (0..=MANY_STREAMS).map(|_| file_chunks(TempFile::made(file.clone()), 0, 1, None)).collect();
         assert_eq!(read(600, 1000).await, [vec![1u8; 400]], "in a herd each reader reads");
         drop(herd);
     }

@@ -208,7 +208,11 @@ impl MetadataStore {
                     .map(|s| s.clone())
                     .map_err(|_| MetadataFailure::Cache("the fill stopped".into()))?;
                 match state.phase {
-                    Phase::Done => Ok((fill.file.clone(), state.written)),
+                    // A fill is done only once its temp file was committed.
+                    Phase::Done => match fill.file().get().cloned() {
+                        Some(file) => Ok((file, state.written)),
+                        None => Err(MetadataFailure::Cache("the fill kept no file".into())),
+                    },
                     Phase::Failed(error) => {
                         Err(MetadataFailure::Cache(format!("filling the wheel failed: {error}")))
                     }
