@@ -114,12 +114,14 @@ impl PageDisk {
         let path = self.path(project);
         let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
         let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, &path));
-        if result.is_ok() {
-            self.held().insert(project.clone());
-        }
-        if let Err(error) = result {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::warn!(%project, %error, "cannot write the page to the disk cache");
+        match result {
+            Ok(()) => {
+                self.held().insert(project.clone());
+            }
+            Err(error) => {
+                let _ = std::fs::remove_file(&tmp);
+                tracing::warn!(%project, %error, "cannot write the page to the disk cache");
+            }
         }
     }
 

@@ -201,20 +201,7 @@ mod tests {
         // character of a file name can end the string or need an escape.
         let view = ClientView { project: &project, offer: None };
         for name in ["x-1.0.whl", "q\"uote\\back\u{1}\u{7f}é\u{2028}.whl", "x-1.0+cpu.tar.gz"] {
-            let file = DistFile {
-                filename: name.to_owned(),
-                url: String::new(),
-                hashes: Default::default(),
-                requires_python: None,
-                yanked: Default::default(),
-                core_metadata: None,
-                gpg_sig: None,
-                size: None,
-                upload_time: None,
-                provenance: None,
-                data_dist_info_metadata: None,
-                extra: Default::default(),
-            };
+            let file = DistFile::new(name.to_owned(), String::new());
             let mut written = Vec::new();
             view.push_json_url(&mut written, &file);
             let url = client_file_url(&project, name);

@@ -281,20 +281,7 @@ impl<'de> Deserialize<'de> for DistFile {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DistFile, A::Error> {
                 use serde::de::Error;
                 let (mut filename, mut url, mut legacy_metadata) = (None, None, None);
-                let mut file = DistFile {
-                    filename: String::new(),
-                    url: String::new(),
-                    hashes: Hashes::new(),
-                    requires_python: None,
-                    yanked: Yanked::default(),
-                    core_metadata: None,
-                    gpg_sig: None,
-                    size: None,
-                    upload_time: None,
-                    provenance: None,
-                    data_dist_info_metadata: None,
-                    extra: Map::new(),
-                };
+                let mut file = DistFile::new(String::new(), String::new());
                 while let Some(key) = map.next_key::<FileKey>()? {
                     match key {
                         FileKey::Filename => filename = Some(map.next_value()?),
@@ -448,6 +435,24 @@ impl CoreMetadata {
 }
 
 impl DistFile {
+    /// A file with a name and URL and nothing else listed.
+    pub fn new(filename: String, url: String) -> DistFile {
+        DistFile {
+            filename,
+            url,
+            hashes: Hashes::new(),
+            requires_python: None,
+            yanked: Yanked::default(),
+            core_metadata: None,
+            gpg_sig: None,
+            size: None,
+            upload_time: None,
+            provenance: None,
+            data_dist_info_metadata: None,
+            extra: Map::new(),
+        }
+    }
+
     /// Bytes this entry holds, inline and on the heap: an estimate for the page cache's
     /// weigher, so its memory cap holds for the parsed form as well as the rendered ones.
     pub fn held_bytes(&self) -> usize {
