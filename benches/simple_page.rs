@@ -1,19 +1,20 @@
 //! Hot functions of the page pipeline, at 32, 4,096 and 8,000 files, reported as bytes/s of the
-//! upstream page: parse (JSON and HTML), rewrite file URLs, render (JSON and HTML), and gzip
-//! the rendered JSON at the cold path's level 1 and the background's level 6. These are the
+//! upstream page: parse (JSON and HTML), rewrite file URLs, render (JSON and HTML), gzip the
+//! rendered JSON at level 1 and the background's level 6, and the cold path's render written
+//! straight into its level-1 gzip (`render+gzip/1 streamed`). These are the
 //! pieces of a cold page (`benches/cold.sh` times the whole request). The allocator is the
 //! binary's (jemalloc), since allocation is a large part of parsing.
 
 use std::hint::black_box;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use pipgate::gzip_page_form;
 use pipgate::pypi::ProjectName;
 use pipgate::pypi::rewrite::ClientView;
 use pipgate::pypi::simple::{
     parse_project_html, parse_project_json, render_project_html, render_project_html_with,
     render_project_json_with,
 };
+use pipgate::{cold_json_gzip, gzip_page_form};
 use url::Url;
 
 #[global_allocator]
@@ -85,6 +86,12 @@ fn bench(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("gzip", "1 one thread"), |b| {
             b.iter(|| gzip_page_form(black_box(&rendered), 1, false))
+        });
+        // What a cold page does: the render written into the level-1 compression a few
+        // dozen entries at a time (halves on two threads when large), never whole.
+        let shared = std::sync::Arc::new(model.clone());
+        group.bench_function(BenchmarkId::new("render+gzip", "1 streamed"), |b| {
+            b.iter(|| cold_json_gzip(&project, black_box(shared.clone())))
         });
         group.bench_function(BenchmarkId::new("gzip", "6"), |b| {
             b.iter(|| gzip_page_form(black_box(&rendered), 6, false))

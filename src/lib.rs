@@ -52,6 +52,8 @@ pub use identity::hash_token;
 pub use identity::tokens::{MIN_TOKEN_CHARS, generate_token};
 pub use server::notify::notify as notify_systemd;
 
-/// The page-form compressor, for the criterion benches of the cold path (not an API).
+/// The page-form compressors, for the criterion benches of the cold path (not an API).
+#[doc(hidden)]
+pub use cache::entry::cold_json_gzip;
 #[doc(hidden)]
 pub use cache::gzip::compress as gzip_page_form;

@@ -5,10 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::gzip::{Part, Source};
 use super::rendered::Rendered;
 use crate::pypi::ProjectName;
 use crate::pypi::rewrite::{ClientView, MetadataOffer, SharedOffer};
-use crate::pypi::simple::{DistFile, ProjectPage, render_project_html_with, render_project_json_with};
+use crate::pypi::simple::{
+    DistFile, JsonPiece, ProjectPage, render_project_html_with, render_project_json_piece,
+};
 use crate::upstream::Validators;
 
 /// A resolved project: who owns it, its page (upstream URLs), and what clients get.
@@ -124,14 +127,68 @@ impl CachedProject {
     }
 }
 
-/// JSON now (what pip and uv ask for); HTML when a client first asks for it.
+/// JSON now, straight into its first gzip (what pip and uv ask for); HTML when a client first
+/// asks for it.
 fn render(project: &ProjectName, page: &Arc<ProjectPage>, offer: Option<SharedOffer>) -> Rendered {
-    let json = render_project_json_with(page, &ClientView { project, offer: borrowed(&offer) });
+    let json = ClientJson { project: project.clone(), page: page.clone(), offer: offer.clone() };
     let (project, page) = (project.clone(), page.clone());
-    Rendered::new(json, move || {
+    Rendered::streamed(Arc::new(json), move || {
         render_project_html_with(&page, &ClientView { project: &project, offer: borrowed(&offer) })
             .into_bytes()
     })
+}
+
+/// A page's client JSON gzipped as a cold page makes it: rendered a few dozen entries at a
+/// time into its level-1 compression, a large page's halves on two threads (for the benches).
+pub fn cold_json_gzip(project: &ProjectName, page: Arc<ProjectPage>) -> bytes::Bytes {
+    let json = ClientJson { project: project.clone(), page, offer: None };
+    super::gzip::compress_source(&json, 1, true).body
+}
+
+/// A page's client JSON, written a few dozen entries at a time for [`super::gzip`].
+struct ClientJson {
+    project: ProjectName,
+    page: Arc<ProjectPage>,
+    offer: Option<SharedOffer>,
+}
+
+/// Entries rendered per chunk: about 45 KiB of a PyPI page, so the buffer stays in the CPU's
+/// cache between the render and the compression.
+const ENTRIES_PER_CHUNK: usize = 64;
+
+impl Source for ClientJson {
+    fn write(&self, part: Part, sink: &mut dyn FnMut(&[u8])) {
+        let view = ClientView { project: &self.project, offer: borrowed(&self.offer) };
+        let files = self.page.files.len();
+        let (range, head, tail) = match part {
+            Part::Whole => (0..files, true, true),
+            Part::First => (0..files / 2, true, false),
+            Part::Second => (files / 2..files, false, true),
+        };
+        let mut chunk = Vec::with_capacity(ENTRIES_PER_CHUNK * 768 + 1024);
+        if head {
+            render_project_json_piece(&mut chunk, &self.page, &view, JsonPiece::Head);
+        }
+        let mut start = range.start;
+        while start < range.end {
+            let end = (start + ENTRIES_PER_CHUNK).min(range.end);
+            render_project_json_piece(&mut chunk, &self.page, &view, JsonPiece::Files(start..end));
+            sink(&chunk);
+            chunk.clear();
+            start = end;
+        }
+        if tail {
+            render_project_json_piece(&mut chunk, &self.page, &view, JsonPiece::Tail);
+        }
+        if !chunk.is_empty() {
+            sink(&chunk);
+        }
+    }
+
+    /// What a PyPI entry takes, about.
+    fn size_hint(&self) -> usize {
+        512 + self.page.files.len() * 700
+    }
 }
 
 fn borrowed(offer: &Option<SharedOffer>) -> Option<MetadataOffer<'_>> {
@@ -158,5 +215,77 @@ impl Entry {
             Entry::Found(project) => project.weight(),
             Entry::Missing { .. } => 64,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Read;
+
+    use super::*;
+    use crate::pypi::MediaType;
+    use crate::pypi::simple::{parse_project_json, render_project_json_with};
+
+    fn page(files: usize) -> ProjectPage {
+        let entries: Vec<String> = (0..files)
+            .map(|i| {
+                format!(
+                    r#"{{"filename":"demo-1.{i}.tar.gz","url":"https://f.example/demo-1.{i}.tar.gz","hashes":{{"sha256":"{i:064x}"}},"yanked":"reason \"{i}\""}}"#
+                )
+            })
+            .collect();
+        let json = format!(
+            r#"{{"meta":{{"api-version":"1.1","_last-serial":7}},"name":"demo","files":[{}],"tracks":["https://t.example/"],"x-odd":{{"k":[1]}}}}"#,
+            entries.join(",")
+        );
+        let base = url::Url::parse("https://f.example/simple/demo/").unwrap();
+        parse_project_json(json.as_bytes(), &base, "demo").unwrap()
+    }
+
+    fn gunzip(body: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body).read_to_end(&mut out).unwrap();
+        out
+    }
+
+    #[test]
+    fn the_json_written_in_pieces_and_halves_is_the_json_rendered_whole() {
+        let project = ProjectName::new("demo").unwrap();
+        // No file, fewer than a chunk, a chunk's edges, and halves of many chunks each.
+        for files in [0, 1, ENTRIES_PER_CHUNK, ENTRIES_PER_CHUNK + 1, 2 * ENTRIES_PER_CHUNK + 1, 3001] {
+            let page = Arc::new(page(files));
+            let whole = render_project_json_with(&page, &ClientView { project: &project, offer: None });
+            let json = ClientJson { project: project.clone(), page: page.clone(), offer: None };
+            let written = |part| {
+                let mut out = Vec::new();
+                json.write(part, &mut |chunk| out.extend_from_slice(chunk));
+                out
+            };
+            assert_eq!(written(Part::Whole), whole, "{files} files");
+            assert_eq!([written(Part::First), written(Part::Second)].concat(), whole, "{files} files");
+            serde_json::from_slice::<serde_json::Value>(&whole).unwrap();
+
+            // What a cached page serves: the same bytes gzipped and plain, under the ETags a
+            // page made from the whole bytes has.
+            let rendered = render(&project, &page, None);
+            let made_whole = Rendered::new(whole.clone(), Vec::new);
+            for gzip in [true, false] {
+                let variant = rendered.variant(MediaType::JsonV1, gzip);
+                let body = if gzip { gunzip(&variant.body) } else { variant.body.to_vec() };
+                assert_eq!(body, whole, "{files} files, gzip {gzip}");
+                assert_eq!(variant.etag, made_whole.variant(MediaType::JsonV1, gzip).etag);
+            }
+        }
+    }
+
+    #[test]
+    fn a_page_served_gzipped_never_holds_its_plain_json() {
+        let project = ProjectName::new("demo").unwrap();
+        let page = Arc::new(page(3000));
+        let rendered = render(&project, &page, None);
+        let gzipped = rendered.variant(MediaType::JsonV1, true).body.len();
+        assert_eq!(rendered.weight(), 2 * gzipped, "the level-1 form, and the level-6 form it leads to");
+        let plain = rendered.variant(MediaType::JsonV1, false).body.len();
+        assert_eq!(rendered.weight(), plain + 2 * gzipped, "made for the client that asked for it");
     }
 }

@@ -27,8 +27,8 @@ use super::metadata::MetadataStore;
 use super::page_disk::PageDisk;
 use super::shared::SharedTier;
 use crate::metrics::Metrics;
+use crate::pypi::ProjectName;
 use crate::pypi::rewrite::SharedOffer;
-use crate::pypi::{MediaType, ProjectName};
 use crate::resolve::{Resolution, ResolveError, Resolver};
 
 /// The answer for a project: its cached page, and whether that page is past its freshness.
@@ -42,7 +42,9 @@ pub struct Served {
 
 /// Where the time of a cold page went, for the `Server-Timing` header of the answers that
 /// waited for it: asking the upstreams (the owner rule, transfers included), parsing the
-/// owner's page, rendering the client JSON, and its first gzip.
+/// owner's page, rendering the client JSON, and its first gzip. The last two interleave (each
+/// run of entries is compressed as it is rendered, a large page's halves on two threads), so
+/// each is the time spent in it, by the slower thread's count.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildTimes {
     pub upstream: Duration,
@@ -373,24 +375,22 @@ impl PageCache {
                 }
                 let project_name = project.clone();
                 let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
-                let (cached, render, gzip) = tokio::task::spawn_blocking(move || {
-                    let rendering = std::time::Instant::now();
-                    let cached = Self::build(&resolver, &metadata, owner, |offer| {
+                // Rendering makes the JSON form's gzip, what pip, uv, poetry and pdm ask for,
+                // before the page is stored (so before its disk write competes with it for the
+                // CPU).
+                let cached = tokio::task::spawn_blocking(move || {
+                    Self::build(&resolver, &metadata, owner, |offer| {
                         CachedProject::new(&project_name, owner, *page, validators, now, offer)
-                    });
-                    let render = rendering.elapsed();
-                    // What pip, uv, poetry and pdm ask for, made before the page is stored (so
-                    // before its disk write competes with it for the CPU).
-                    cached.rendered.prepare(MediaType::JsonV1, true);
-                    (cached, render, rendering.elapsed() - render)
+                    })
                 })
                 .await
                 .expect("rendering a page does not panic");
+                let made_in = cached.rendered.made_in;
                 let built = BuildTimes {
                     upstream: resolved.saturating_sub(parse_time),
                     parse: parse_time,
-                    render,
-                    gzip,
+                    render: made_in.map(|made| made.render).unwrap_or_default(),
+                    gzip: made_in.map(|made| made.gzip).unwrap_or_default(),
                 };
                 let cached = Arc::new(cached);
                 self.resolver.owned(project, owner, &cached.page);

@@ -1,8 +1,10 @@
 //! A page rendered once per version into every representation pipgate serves, so a cache hit
 //! is a copy of ready bytes: JSON and HTML, each plain and gzip-compressed, with their ETags.
 //!
-//! The JSON form is rendered when the page is, and the HTML when a client first asks for it.
-//! A cold answer's gzip is level 1 (a few milliseconds, on two threads for a large page); the
+//! A page's JSON form is compressed as it is rendered, when the page is (see [`super::gzip`]):
+//! its plain bytes are made only for a client that asks for them uncompressed, which pip, uv,
+//! poetry and pdm never do. The HTML is rendered when a client first asks for it. A cold
+//! answer's gzip is level 1 (a few milliseconds, on two threads for a large page); the
 //! same form at level 6 (tens of milliseconds for thousands of files) is made in the
 //! background once the form is asked for a second time, so a page asked for once never pays
 //! for it and the CPU it takes never competes with the cold answer. Each encoding has its own
@@ -14,7 +16,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use bytes::Bytes;
 use http::HeaderValue;
 
-use super::gzip::{compress, exact};
+use super::gzip::{Source, compress, compress_source, exact};
 use crate::pypi::MediaType;
 
 /// One representation: its bytes and its strong ETag.
@@ -27,11 +29,17 @@ pub struct Variant {
 /// Renders the HTML form when it is first asked for.
 type LaterHtml = Box<dyn FnOnce() -> Vec<u8> + Send>;
 
+/// Writes a page's client JSON in pieces, for compressing without holding it whole.
+pub type JsonSource = std::sync::Arc<dyn Source + Send>;
+
 /// A serialized form (JSON or HTML) and its compressed versions, as they are made.
 struct Form {
     plain: OnceLock<Bytes>,
     /// How to make `plain` when it is not made yet (HTML, until a client asks for it).
     make: std::sync::Mutex<Option<LaterHtml>>,
+    /// What writes the form in pieces (a page's client JSON): its compressed versions are made
+    /// from it, and `plain` only for a client that asks for the form uncompressed.
+    source: Option<JsonSource>,
     /// Level 1: made for the first gzip answer, in its path.
     fast: OnceLock<Bytes>,
     /// Level 6: made in the background once `fast` was served twice.
@@ -50,6 +58,16 @@ pub struct Rendered {
     json: std::sync::Arc<Form>,
     html: std::sync::Arc<Form>,
     tags: [Tags; 3],
+    /// How long the JSON form's first gzip took, rendering and compressing, when it was made
+    /// with the page: for the `Server-Timing` of the answers that waited for it.
+    pub made_in: Option<MadeIn>,
+}
+
+/// Where the time of a page's first form went.
+#[derive(Debug, Clone, Copy)]
+pub struct MadeIn {
+    pub render: std::time::Duration,
+    pub gzip: std::time::Duration,
 }
 
 impl Rendered {
@@ -61,26 +79,37 @@ impl Rendered {
     pub fn new(json: Vec<u8>, html: impl FnOnce() -> Vec<u8> + Send + 'static) -> Rendered {
         let mut crc = flate2::Crc::new();
         crc.update(&json);
-        let version = format!("{:08x}{:x}", crc.sum(), json.len());
+        let version = (crc.sum(), json.len() as u64);
+        let json = Form::new(Some(exact(json)), None, None);
+        Rendered::with_forms(version, json, html, None)
+    }
+
+    /// Like [`Rendered::new`], for a page's client JSON written by `json`: made now straight
+    /// into its level-1 gzip (what a cold answer needs, and whose CRC gives the ETag), and
+    /// rendered plain only if a client asks for that.
+    pub fn streamed(json: JsonSource, html: impl FnOnce() -> Vec<u8> + Send + 'static) -> Rendered {
+        let fast = compress_source(&*json, 1, true);
+        let made_in = MadeIn { render: fast.writing, gzip: fast.deflating };
+        let form = Form::new(None, None, Some(json));
+        let _ = form.fast.set(fast.body);
+        Rendered::with_forms((fast.crc, fast.len), form, html, Some(made_in))
+    }
+
+    /// The ETags from the JSON form's CRC-32 and length, and the HTML form made later.
+    fn with_forms(
+        (crc, len): (u32, u64),
+        json: std::sync::Arc<Form>,
+        html: impl FnOnce() -> Vec<u8> + Send + 'static,
+        made_in: Option<MadeIn>,
+    ) -> Rendered {
+        let version = format!("{crc:08x}{len:x}");
         let tag = |t: &str| HeaderValue::from_str(&format!("\"{version}-{t}\"")).expect("hex and ASCII tags");
         let tags = |t: &str| Tags([tag(t), tag(&format!("{t}-gz1")), tag(&format!("{t}-gz"))]);
-        let form = |plain: Option<Vec<u8>>, make: Option<LaterHtml>| {
-            let ready = OnceLock::new();
-            if let Some(plain) = plain {
-                let _ = ready.set(exact(plain));
-            }
-            std::sync::Arc::new(Form {
-                plain: ready,
-                make: std::sync::Mutex::new(make),
-                fast: OnceLock::new(),
-                best: OnceLock::new(),
-                fast_answers: AtomicU32::new(0),
-            })
-        };
         Rendered {
-            json: form(Some(json), None),
-            html: form(None, Some(Box::new(html))),
+            json,
+            html: Form::new(None, Some(Box::new(html)), None),
             tags: [tags("j"), tags("h"), tags("t")],
+            made_in,
         }
     }
 
@@ -105,9 +134,10 @@ impl Rendered {
     /// without answering with it: milliseconds for a large page, so off the runtime.
     pub fn prepare(&self, media_type: MediaType, gzip: bool) {
         let (form, _) = self.form(media_type);
-        let plain = form.plain();
         if gzip {
-            form.fast.get_or_init(|| compress(plain, 1, true));
+            form.fast.get_or_init(|| form.compressed(1, true));
+        } else {
+            form.plain();
         }
     }
 
@@ -135,6 +165,34 @@ impl Rendered {
 }
 
 impl Form {
+    fn new(
+        plain: Option<Bytes>,
+        make: Option<LaterHtml>,
+        source: Option<JsonSource>,
+    ) -> std::sync::Arc<Form> {
+        let ready = OnceLock::new();
+        if let Some(plain) = plain {
+            let _ = ready.set(plain);
+        }
+        std::sync::Arc::new(Form {
+            plain: ready,
+            make: std::sync::Mutex::new(make),
+            source,
+            fast: OnceLock::new(),
+            best: OnceLock::new(),
+            fast_answers: AtomicU32::new(0),
+        })
+    }
+
+    /// The form gzipped at `level`: from the plain bytes if they are made, else as its source
+    /// writes it (never making them), else from the plain bytes made now.
+    fn compressed(&self, level: u32, parallel: bool) -> Bytes {
+        match (self.plain.get(), &self.source) {
+            (None, Some(source)) => compress_source(&**source, level, parallel).body,
+            _ => compress(self.plain(), level, parallel),
+        }
+    }
+
     fn weight(&self) -> usize {
         let made = |form: &OnceLock<Bytes>| form.get().map_or(0, Bytes::len);
         let best = match (self.best.get(), self.fast.get()) {
@@ -150,7 +208,7 @@ impl Form {
     fn start_best(self: &std::sync::Arc<Self>) {
         let form = self.clone();
         let make_best = move || {
-            let _ = form.best.set(compress(form.plain(), 6, false));
+            let _ = form.best.set(form.compressed(6, false));
         };
         match tokio::runtime::Handle::try_current() {
             Ok(runtime) => drop(runtime.spawn_blocking(make_best)),
@@ -161,6 +219,11 @@ impl Form {
     /// The plain bytes, made now if they are made on demand.
     fn plain(&self) -> &Bytes {
         self.plain.get_or_init(|| {
+            if let Some(source) = &self.source {
+                let mut plain = Vec::with_capacity(source.size_hint());
+                source.write(super::gzip::Part::Whole, &mut |chunk| plain.extend_from_slice(chunk));
+                return exact(plain);
+            }
             let make = self.make.lock().expect("render lock").take();
             exact(make.map(|make| make()).unwrap_or_default())
         })

@@ -41,35 +41,69 @@ pub fn render_project_json_with(page: &ProjectPage, view: &dyn FileView) -> Vec<
     // About what a PyPI entry takes (URL, two digests, upload time), so a large page grows
     // its buffer rarely.
     let mut out = Vec::with_capacity(512 + page.files.len() * 768);
-    out.extend_from_slice(b"{\"meta\":{\"api-version\":");
-    json_text::string(&mut out, API_VERSION);
-    json_text::extra_entries(&mut out, &page.meta.extra);
-    out.extend_from_slice(b"},\"name\":");
-    json_text::string(&mut out, &page.name);
-    out.extend_from_slice(b",\"files\":[");
-    for (i, file) in page.files.iter().enumerate() {
-        if i > 0 {
-            out.push(b',');
-        }
-        render_file(&mut out, file, view);
+    for piece in [JsonPiece::Head, JsonPiece::Files(0..page.files.len()), JsonPiece::Tail] {
+        render_project_json_piece(&mut out, page, view, piece);
     }
-    out.extend_from_slice(b"],\"versions\":");
-    json_text::strings(&mut out, &page.versions);
-    if let Some(status) = &page.project_status {
-        out.extend_from_slice(b",\"project-status\":");
-        json_text::value(&mut out, status);
-    }
-    if !page.tracks.is_empty() {
-        out.extend_from_slice(b",\"tracks\":");
-        json_text::strings(&mut out, &page.tracks);
-    }
-    if !page.alternate_locations.is_empty() {
-        out.extend_from_slice(b",\"alternate-locations\":");
-        json_text::strings(&mut out, &page.alternate_locations);
-    }
-    json_text::extra_entries(&mut out, &page.extra);
-    out.push(b'}');
     out
+}
+
+/// A run of a page's JSON, so a large page can be written (and compressed) a few entries at a
+/// time instead of whole: `Head`, then `Files` ranges that together cover the list in order,
+/// then `Tail`, joined, are [`render_project_json_with`]'s bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JsonPiece {
+    /// From the opening brace to the files list's opening bracket.
+    Head,
+    /// These entries of `page.files`, each after a comma but the list's first.
+    Files(std::ops::Range<usize>),
+    /// From the files list's closing bracket to the end.
+    Tail,
+}
+
+/// Appends `piece` of the page's JSON (as [`render_project_json_with`] writes it) to `out`.
+pub fn render_project_json_piece(
+    out: &mut Vec<u8>,
+    page: &ProjectPage,
+    view: &dyn FileView,
+    piece: JsonPiece,
+) {
+    match piece {
+        JsonPiece::Head => {
+            out.extend_from_slice(b"{\"meta\":{\"api-version\":");
+            json_text::string(out, API_VERSION);
+            json_text::extra_entries(out, &page.meta.extra);
+            out.extend_from_slice(b"},\"name\":");
+            json_text::string(out, &page.name);
+            out.extend_from_slice(b",\"files\":[");
+        }
+        JsonPiece::Files(range) => {
+            let start = range.start;
+            for (i, file) in page.files[range].iter().enumerate() {
+                if start + i > 0 {
+                    out.push(b',');
+                }
+                render_file(out, file, view);
+            }
+        }
+        JsonPiece::Tail => {
+            out.extend_from_slice(b"],\"versions\":");
+            json_text::strings(out, &page.versions);
+            if let Some(status) = &page.project_status {
+                out.extend_from_slice(b",\"project-status\":");
+                json_text::value(out, status);
+            }
+            if !page.tracks.is_empty() {
+                out.extend_from_slice(b",\"tracks\":");
+                json_text::strings(out, &page.tracks);
+            }
+            if !page.alternate_locations.is_empty() {
+                out.extend_from_slice(b",\"alternate-locations\":");
+                json_text::strings(out, &page.alternate_locations);
+            }
+            json_text::extra_entries(out, &page.extra);
+            out.push(b'}');
+        }
+    }
 }
 
 /// One file entry, with the keys `DistFile`'s fields serialize to, and the view's URL and
