@@ -82,6 +82,33 @@ fn is_normalized(raw: &str) -> bool {
     true
 }
 
+/// Whether `raw` is a valid name that normalizes to `normalized`: what
+/// `ProjectName::new(raw)` would hold, compared without making it (a page checks the name in
+/// every one of its thousands of file names).
+pub fn normalizes_to(raw: &str, normalized: &str) -> bool {
+    if validate(raw).is_err() {
+        return false;
+    }
+    let mut expected = normalized.bytes();
+    let mut in_separator_run = false;
+    for b in raw.bytes() {
+        let folded = if matches!(b, b'-' | b'_' | b'.') {
+            if in_separator_run {
+                continue;
+            }
+            in_separator_run = true;
+            b'-'
+        } else {
+            in_separator_run = false;
+            b.to_ascii_lowercase()
+        };
+        if expected.next() != Some(folded) {
+            return false;
+        }
+    }
+    expected.next().is_none()
+}
+
 fn normalize_valid(raw: &str) -> String {
     let mut out = String::with_capacity(raw.len());
     let mut in_separator_run = false;
@@ -127,6 +154,34 @@ impl AsRef<str> for ProjectName {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_compared_in_place_agrees_with_its_normalized_form() {
+        let spellings = [
+            "acme-core",
+            "Acme.Core",
+            "acme__core",
+            "ACME-._core",
+            "acme-core-",
+            "-acme",
+            "acme core",
+            "acmecore",
+            "acme-cor",
+            "acme-coree",
+            "",
+            "a",
+            "A",
+            "ä-core",
+            "acme/core",
+            "acme-core2",
+        ];
+        for raw in spellings {
+            for normalized in ["acme-core", "acmecore", "a", "", "acme-core2", "acme-cor"] {
+                let made = ProjectName::new(raw).is_ok_and(|name| name.as_str() == normalized);
+                assert_eq!(normalizes_to(raw, normalized), made, "{raw:?} as {normalized:?}");
+            }
+        }
+    }
 
     #[test]
     fn spellings_of_one_name_normalize_alike() {

@@ -1,7 +1,7 @@
 //! What distribution file names say: the project they belong to, and their version (for pages
 //! whose upstream sends no `versions`).
 
-use crate::pypi::ProjectName;
+use crate::pypi::name::normalizes_to;
 
 const SDIST_SUFFIXES: [&str; 6] = [".tar.gz", ".zip", ".tar.bz2", ".tar.xz", ".tgz", ".tar"];
 
@@ -16,7 +16,7 @@ pub fn version_from_filename<'a>(project: &str, filename: &'a str) -> Option<&'a
     // Legacy sdists keep '-' in the name part, so find the split whose prefix is the project.
     stem.match_indices('-').find_map(|(at, _)| {
         let (name, version) = (&stem[..at], &stem[at + 1..]);
-        let same = ProjectName::new(name).is_ok_and(|n| n.as_str() == project);
+        let same = normalizes_to(name, project);
         (same && !version.is_empty()).then_some(version)
     })
 }
@@ -29,13 +29,12 @@ pub fn version_from_filename<'a>(project: &str, filename: &'a str) -> Option<&'a
 pub fn names_project(project: &str, filename: &str) -> bool {
     if let Some(stem) = filename.strip_suffix(".whl").or_else(|| filename.strip_suffix(".egg")) {
         let name = stem.split('-').next().unwrap_or("");
-        return ProjectName::new(name).is_ok_and(|n| n.as_str() == project);
+        return normalizes_to(name, project);
     }
     filename.match_indices('-').any(|(at, _)| {
         let (name, rest) = (&filename[..at], &filename[at + 1..]);
         let version = rest.strip_prefix(['v', 'V']).unwrap_or(rest);
-        version.starts_with(|c: char| c.is_ascii_digit())
-            && ProjectName::new(name).is_ok_and(|n| n.as_str() == project)
+        version.starts_with(|c: char| c.is_ascii_digit()) && normalizes_to(name, project)
     })
 }
 

@@ -9,6 +9,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::input_text::InputText;
+
 /// Hash name → hex digest, sorted by name, each name once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Hashes(Listed);
@@ -163,9 +165,7 @@ impl<'de> Deserialize<'de> for Hashes {
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Hashes, A::Error> {
                 let mut hashes = Hashes::new();
                 // Borrowed where the input allows (no escapes): no String per key and value.
-                while let Some((name, digest)) =
-                    map.next_entry::<std::borrow::Cow<'de, str>, std::borrow::Cow<'de, str>>()?
-                {
+                while let Some((InputText(name), InputText(digest))) = map.next_entry()? {
                     hashes.insert(&name, &digest);
                 }
                 Ok(hashes)

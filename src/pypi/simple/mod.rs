@@ -11,6 +11,7 @@ mod canonical_url;
 mod filename;
 mod hashes;
 mod html;
+mod input_text;
 mod json;
 mod json_text;
 
@@ -26,6 +27,8 @@ pub use json::{
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+
+use input_text::{InputText, TextOrValue};
 
 /// What a renderer shows of a file where a served page differs from the model: its URL and its
 /// core metadata. Pages are rendered through a view instead of from a rewritten copy, since
@@ -141,18 +144,24 @@ impl<'de> Deserialize<'de> for ListedMetadata {
                 Ok(ListedMetadata::Known(CoreMetadata::Flag(flag)))
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<ListedMetadata, A::Error> {
-                let mut entries = Map::new();
-                while let Some((key, value)) = map.next_entry::<String, Value>()? {
-                    entries.insert(key, value);
+                // Borrowed while every value is a string (the usual table of hashes): no map,
+                // and no String per key and digest.
+                let mut entries: Vec<(InputText<'de>, TextOrValue<'de>)> = Vec::new();
+                while let Some(entry) = map.next_entry()? {
+                    entries.push(entry);
                 }
-                if entries.values().all(Value::is_string) {
+                if entries.iter().all(|(_, value)| matches!(value, TextOrValue::Text(_))) {
                     let mut hashes = Hashes::new();
-                    for (name, digest) in &entries {
-                        hashes.insert(name, digest.as_str().unwrap_or_default());
+                    for (InputText(name), digest) in &entries {
+                        if let TextOrValue::Text(digest) = digest {
+                            hashes.insert(name, digest);
+                        }
                     }
                     return Ok(ListedMetadata::Known(CoreMetadata::Hashes(hashes)));
                 }
-                Ok(ListedMetadata::Other(Value::Object(entries)))
+                let entries =
+                    entries.into_iter().map(|(InputText(key), value)| (key.into_owned(), value.into_value()));
+                Ok(ListedMetadata::Other(Value::Object(entries.collect())))
             }
             fn visit_str<E>(self, text: &str) -> Result<ListedMetadata, E> {
                 Ok(ListedMetadata::Other(Value::String(text.to_owned())))
