@@ -176,7 +176,7 @@ fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
             json_text::value(out, value);
         }
     }
-    json_text::extra_entries(out, &f.extra);
+    json_text::extra_entries(out, f.extra.iter());
     out.push(b'}');
 }
 

@@ -53,7 +53,7 @@ pub fn strings(out: &mut Vec<u8>, items: &[String]) {
 }
 
 /// `,"key":value` for each entry of a map of unmodelled keys.
-pub fn extra_entries(out: &mut Vec<u8>, extra: &serde_json::Map<String, Value>) {
+pub fn extra_entries<'a>(out: &mut Vec<u8>, extra: impl IntoIterator<Item = (&'a String, &'a Value)>) {
     for (name, item) in extra {
         out.push(b',');
         key(out, name);
