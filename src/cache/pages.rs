@@ -95,6 +95,24 @@ pub struct Freshness {
     pub negative_ttl: Duration,
 }
 
+/// Pages at least this heavy (about a thousand files) that leave the memory cache are dropped
+/// on the blocking pool: below it, freeing costs less than waking a thread.
+const DROPPED_IN_BACKGROUND_FROM: u32 = 1024 * 1024;
+
+/// Drops a page that left the memory cache (evicted or replaced). The cache calls this inside
+/// whichever request's insert or lookup ran its upkeep, and freeing a large page is tens of
+/// thousands of allocations (0.4 ms for 8,000 files, `examples`-style measurement on this
+/// machine): several cache hits' worth, taken from an unrelated request. So a large page goes
+/// to the blocking pool. A page an answer in flight still holds is freed by that answer.
+fn drop_off_the_request_path(entry: Entry) {
+    if entry.weight() < DROPPED_IN_BACKGROUND_FROM {
+        return;
+    }
+    if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+        drop(runtime.spawn_blocking(move || drop(entry)));
+    }
+}
+
 /// How long after learning something about a project's wheel metadata its page is rendered
 /// again: a resolver asks for many of one project's wheels in a burst, and one re-render
 /// covers them all.
@@ -129,6 +147,7 @@ impl PageCache {
         let memory = moka::sync::Cache::builder()
             .max_capacity(memory_bytes)
             .weigher(|_: &ProjectName, entry: &Entry| entry.weight())
+            .eviction_listener(|_, entry: Entry, _| drop_off_the_request_path(entry))
             .build();
         PageCache {
             resolver,
@@ -495,5 +514,46 @@ impl PageCache {
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::mpsc;
+
+    use super::*;
+    use crate::pypi::simple::{DistFile, ProjectPage};
+
+    fn page_of(files: usize) -> (Arc<CachedProject>, std::sync::Weak<ProjectPage>) {
+        let project = ProjectName::new("demo").unwrap();
+        let mut page: ProjectPage = serde_json::from_str(r#"{"name":"demo","files":[]}"#).unwrap();
+        page.files = (0..files)
+            .map(|i| DistFile::new(format!("demo-1.{i}.tar.gz"), format!("https://f.example/{i:0200}")))
+            .collect();
+        let cached = CachedProject::new(&project, 0, page, Default::default(), SystemTime::now(), None);
+        let weak = Arc::downgrade(&cached.page);
+        (Arc::new(cached), weak)
+    }
+
+    #[test]
+    fn a_large_page_leaving_the_cache_is_freed_on_the_blocking_pool_and_a_small_one_at_once() {
+        let runtime = tokio::runtime::Builder::new_current_thread().max_blocking_threads(1).build().unwrap();
+        let _context = runtime.enter();
+        let (large, large_page) = page_of(4000);
+        let (small, small_page) = page_of(10);
+        assert!(large.weight() >= DROPPED_IN_BACKGROUND_FROM && small.weight() < DROPPED_IN_BACKGROUND_FROM);
+        // The pool's one thread is busy: a page sent to it waits.
+        let (release, blocked) = mpsc::channel::<()>();
+        runtime.spawn_blocking(move || blocked.recv());
+        drop_off_the_request_path(Entry::Found(large));
+        drop_off_the_request_path(Entry::Found(small));
+        assert!(small_page.upgrade().is_none(), "freed in the call");
+        assert!(large_page.upgrade().is_some(), "not freed in the call");
+        release.send(()).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while large_page.upgrade().is_some() {
+            assert!(std::time::Instant::now() < deadline, "the blocking pool never freed it");
+            std::thread::sleep(Duration::from_millis(5));
+        }
     }
 }
