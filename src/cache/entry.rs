@@ -165,7 +165,8 @@ impl Source for ClientJson {
             Part::First => (0..files / 2, true, false),
             Part::Second => (files / 2..files, false, true),
         };
-        let mut chunk = Vec::with_capacity(ENTRIES_PER_CHUNK * 768 + 1024);
+        // A small page's whole JSON, else a chunk's worth.
+        let mut chunk = Vec::with_capacity(self.size_hint().min(ENTRIES_PER_CHUNK * 768 + 1024));
         if head {
             render_project_json_piece(&mut chunk, &self.page, &view, JsonPiece::Head);
         }
