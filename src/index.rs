@@ -11,7 +11,7 @@ use http::Response;
 use crate::cache::entry::CachedProject;
 use crate::cache::files::{FileStore, Fill, Lookup, is_sha256};
 use crate::cache::metadata::{CoreMetadataFile, MetadataFailure, WheelRef};
-use crate::cache::rendered::Rendered;
+use crate::cache::rendered::{FirstForm, Rendered};
 use crate::cache::{CacheResult, PageCache, RootCache};
 use crate::error::ServeError;
 use crate::identity::{Client, Refusal};
@@ -93,13 +93,15 @@ impl Index {
     /// `client_forces` is a client's `max-age=0`: it may start a background revalidation.
     /// `client` must be allowed to read the owner; if not, the answer is a refusal, never the
     /// same name from another upstream (I10).
+    /// A page made for this request is made in `first` (the form the client asked for) first.
     pub async fn page(
         &self,
         project: &ProjectName,
         client_forces: bool,
         client: &Client,
+        first: FirstForm,
     ) -> Result<ProjectAnswer, ServeError> {
-        let answer = self.lookup(project, client_forces).await?;
+        let answer = self.lookup(project, client_forces, first).await?;
         self.check_read(client, project, &answer)?;
         // Counted here, for page requests only (a file request looks the page up too).
         self.pages.resolver().served(project, answer.project.owner);
@@ -112,10 +114,15 @@ impl Index {
     }
 
     /// The page of `project` from its owner, for a page or a file request.
-    async fn lookup(&self, project: &ProjectName, client_forces: bool) -> Result<ProjectAnswer, ServeError> {
+    async fn lookup(
+        &self,
+        project: &ProjectName,
+        client_forces: bool,
+        first: FirstForm,
+    ) -> Result<ProjectAnswer, ServeError> {
         let served = self
             .pages
-            .get(project, client_forces)
+            .get(project, client_forces, first)
             .await?
             .ok_or_else(|| ServeError::ProjectNotFound(project.clone()))?;
         let owner = self.pages.resolver().upstream(served.project.owner).clone();
@@ -131,7 +138,7 @@ impl Index {
         filename: &str,
         client: &Client,
     ) -> Result<Located, ServeError> {
-        let answer = self.lookup(project, false).await?;
+        let answer = self.lookup(project, false, FirstForm::CLIENTS).await?;
         self.check_read(client, project, &answer)?;
         locate(project, filename, &answer.project, answer.owner.clone()).ok_or_else(|| {
             ServeError::FileNotListed {
@@ -286,7 +293,7 @@ impl Index {
                 "project {project} is routed to upstream {pinned:?}; it would never be served from {target_name:?}"
             )));
         }
-        match self.lookup(project, true).await {
+        match self.lookup(project, true, FirstForm::CLIENTS).await {
             Ok(answer) if answer.project.owner == target => Ok(()),
             Ok(answer) => {
                 let owner = answer.owner.name();
@@ -313,7 +320,7 @@ impl Index {
         let (pages, project, filename) = (self.pages.clone(), project.clone(), filename.to_owned());
         tokio::spawn(async move {
             for attempt in 1..=PUBLISH_SETTLE_ATTEMPTS {
-                match pages.get(&project, true).await {
+                match pages.get(&project, true, FirstForm::CLIENTS).await {
                     Ok(Some(served)) if served.project.file(&filename).is_some() => return,
                     _ => {}
                 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::gzip::{Part, Source};
-use super::rendered::Rendered;
+use super::rendered::{FirstForm, Rendered};
 use crate::pypi::ProjectName;
 use crate::pypi::rewrite::{ClientView, MetadataOffer, SharedOffer};
 use crate::pypi::simple::{
@@ -36,7 +36,7 @@ pub struct CachedProject {
 
 impl CachedProject {
     /// Renders `page` for clients, offering metadata for wheels that lack it when `offer`
-    /// is given. Costs milliseconds for large pages: run off the reactor.
+    /// is given, `first` now. Costs milliseconds for large pages: run off the reactor.
     pub fn new(
         project: &ProjectName,
         owner: usize,
@@ -44,9 +44,10 @@ impl CachedProject {
         validators: Validators,
         fetched_at: SystemTime,
         offer: Option<SharedOffer>,
+        first: FirstForm,
     ) -> CachedProject {
         let page = Arc::new(page);
-        let rendered = render(project, &page, offer);
+        let rendered = render(project, &page, offer, first);
         CachedProject {
             owner,
             page,
@@ -79,7 +80,7 @@ impl CachedProject {
             page: self.page.clone(),
             validators: self.validators.clone(),
             fetched_at: self.fetched_at,
-            rendered: Arc::new(render(project, &self.page, offer)),
+            rendered: Arc::new(render(project, &self.page, offer, FirstForm::CLIENTS)),
             by_filename: self.by_filename.clone(),
             last_attempt_ms: AtomicU64::new(self.last_attempt_ms.load(Ordering::Relaxed)),
         }
@@ -127,15 +128,27 @@ impl CachedProject {
     }
 }
 
-/// JSON now, straight into its first gzip (what pip and uv ask for); HTML when a client first
-/// asks for it.
-fn render(project: &ProjectName, page: &Arc<ProjectPage>, offer: Option<SharedOffer>) -> Rendered {
+/// The JSON now: for gzip JSON (what pip and uv ask for) straight into its first gzip, else
+/// plain (its ETag is the plain bytes' CRC either way). The HTML when a client first asks for
+/// it.
+fn render(
+    project: &ProjectName,
+    page: &Arc<ProjectPage>,
+    offer: Option<SharedOffer>,
+    first: FirstForm,
+) -> Rendered {
     let json = ClientJson { project: project.clone(), page: page.clone(), offer: offer.clone() };
     let (project, page) = (project.clone(), page.clone());
-    Rendered::streamed(Arc::new(json), move || {
+    let html = move || {
         render_project_html_with(&page, &ClientView { project: &project, offer: borrowed(&offer) })
             .into_bytes()
-    })
+    };
+    if first == FirstForm::CLIENTS {
+        return Rendered::streamed(Arc::new(json), html);
+    }
+    let mut plain = Vec::with_capacity(json.size_hint());
+    json.write(Part::Whole, &mut |chunk| plain.extend_from_slice(chunk));
+    Rendered::new(plain, html)
 }
 
 /// A page's client JSON gzipped as a cold page makes it: rendered a few dozen entries at a
@@ -268,7 +281,7 @@ mod tests {
 
             // What a cached page serves: the same bytes gzipped and plain, under the ETags a
             // page made from the whole bytes has.
-            let rendered = render(&project, &page, None);
+            let rendered = render(&project, &page, None, FirstForm::CLIENTS);
             let made_whole = Rendered::new(whole.clone(), Vec::new);
             for gzip in [true, false] {
                 let variant = rendered.variant(MediaType::JsonV1, gzip);
@@ -280,10 +293,26 @@ mod tests {
     }
 
     #[test]
+    fn a_page_first_asked_for_plain_is_made_plain_under_the_same_tags() {
+        let project = ProjectName::new("demo").unwrap();
+        let page = Arc::new(page(3000));
+        let plain_first =
+            render(&project, &page, None, FirstForm { media_type: MediaType::JsonV1, gzip: false });
+        let plain = plain_first.ready(MediaType::JsonV1, false).expect("made with the page");
+        assert_eq!(plain_first.weight(), plain.body.len(), "no gzip made for a client that did not ask");
+        let gzip_first = render(&project, &page, None, FirstForm::CLIENTS);
+        for (media, gzip) in
+            [(MediaType::JsonV1, false), (MediaType::JsonV1, true), (MediaType::HtmlV1, true)]
+        {
+            assert_eq!(plain_first.variant(media, gzip).etag, gzip_first.variant(media, gzip).etag);
+        }
+    }
+
+    #[test]
     fn a_page_served_gzipped_never_holds_its_plain_json() {
         let project = ProjectName::new("demo").unwrap();
         let page = Arc::new(page(3000));
-        let rendered = render(&project, &page, None);
+        let rendered = render(&project, &page, None, FirstForm::CLIENTS);
         let gzipped = rendered.variant(MediaType::JsonV1, true).body.len();
         assert_eq!(rendered.weight(), 2 * gzipped, "the level-1 form, and the level-6 form it leads to");
         let plain = rendered.variant(MediaType::JsonV1, false).body.len();

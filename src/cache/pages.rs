@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use super::entry::{CachedProject, Entry};
 use super::metadata::MetadataStore;
 use super::page_disk::PageDisk;
+use super::rendered::FirstForm;
 use super::shared::SharedTier;
 use crate::metrics::Metrics;
 use crate::pypi::ProjectName;
@@ -213,11 +214,13 @@ impl PageCache {
         });
     }
 
-    /// The page of `project` under the flow above; `Ok(None)` when no upstream has it.
+    /// The page of `project` under the flow above; `Ok(None)` when no upstream has it. A page
+    /// made for this request is made in `first` first.
     pub async fn get(
         self: &Arc<Self>,
         project: &ProjectName,
         client_forces: bool,
+        first: FirstForm,
     ) -> Result<Option<Served>, ResolveError> {
         let now = SystemTime::now();
         let entry = match self.memory.get(project) {
@@ -249,7 +252,7 @@ impl PageCache {
                     return Ok(Some(Served::from_cache(cached, CacheResult::Stale)));
                 }
                 self.count("miss");
-                self.refresh(project, Some(cached)).await
+                self.refresh(project, Some(cached), first).await
             }
             Some(Entry::Missing { at }) if now.duration_since(at).unwrap_or_default() < f.negative_ttl => {
                 self.count("hit");
@@ -257,7 +260,7 @@ impl PageCache {
             }
             _ => {
                 self.count("miss");
-                self.refresh(project, None).await
+                self.refresh(project, None, first).await
             }
         }
     }
@@ -300,7 +303,16 @@ impl PageCache {
             let stored = load()?;
             let owner = resolver.position_of(&stored.owner)?;
             Some(Self::build(&resolver, &metadata, owner, |offer| {
-                CachedProject::new(&name, owner, stored.page, stored.validators, stored.fetched_at, offer)
+                let first = FirstForm::CLIENTS;
+                CachedProject::new(
+                    &name,
+                    owner,
+                    stored.page,
+                    stored.validators,
+                    stored.fetched_at,
+                    offer,
+                    first,
+                )
             }))
         });
         Some(Arc::new(restored.await.ok()??))
@@ -324,7 +336,7 @@ impl PageCache {
 
     /// Starts a refresh without waiting for it.
     fn start_refresh(self: &Arc<Self>, project: &ProjectName, previous: Option<Arc<CachedProject>>) {
-        drop(self.join_refresh(project, previous));
+        drop(self.join_refresh(project, previous, FirstForm::CLIENTS));
     }
 
     /// Waits for the refresh of `project`, starting one if none runs.
@@ -332,8 +344,9 @@ impl PageCache {
         self: &Arc<Self>,
         project: &ProjectName,
         previous: Option<Arc<CachedProject>>,
+        first: FirstForm,
     ) -> Outcome {
-        let mut receiver = self.join_refresh(project, previous);
+        let mut receiver = self.join_refresh(project, previous, first);
         loop {
             if let Some(outcome) = receiver.borrow_and_update().as_ref() {
                 return outcome.clone();
@@ -346,10 +359,13 @@ impl PageCache {
         }
     }
 
+    /// Joins the refresh of `project`, or starts one that makes its page in `first` first (the
+    /// form the request that starts it needs; requests that join get theirs made when asked).
     fn join_refresh(
         self: &Arc<Self>,
         project: &ProjectName,
         previous: Option<Arc<CachedProject>>,
+        first: FirstForm,
     ) -> watch::Receiver<Option<Outcome>> {
         let mut inflight = self.inflight.lock().expect("inflight lock");
         if let Some(receiver) = inflight.get(project) {
@@ -361,7 +377,7 @@ impl PageCache {
         let project = project.clone();
         // The refresh logs under the request that started it.
         let refresh = async move {
-            let outcome = cache.run_refresh(&project, previous).await;
+            let outcome = cache.run_refresh(&project, previous, first).await;
             // Leave the in-flight map before publishing, so a request that sees the result
             // and finds it stale starts a new refresh instead of joining this finished one.
             cache.inflight.lock().expect("inflight lock").remove(&project);
@@ -371,7 +387,12 @@ impl PageCache {
         receiver
     }
 
-    async fn run_refresh(&self, project: &ProjectName, previous: Option<Arc<CachedProject>>) -> Outcome {
+    async fn run_refresh(
+        &self,
+        project: &ProjectName,
+        previous: Option<Arc<CachedProject>>,
+        first: FirstForm,
+    ) -> Outcome {
         let previous_owner = previous.as_ref().map(|p| (p.owner, &p.validators));
         let started = std::time::Instant::now();
         let resolution = self.resolver.resolve(project, previous_owner).await;
@@ -394,13 +415,17 @@ impl PageCache {
                 }
                 let project_name = project.clone();
                 let (resolver, metadata) = (self.resolver.clone(), self.metadata.clone());
-                // Rendering makes the JSON form's gzip, what pip, uv, poetry and pdm ask for,
-                // before the page is stored (so before its disk write competes with it for the
-                // CPU).
-                let cached = tokio::task::spawn_blocking(move || {
-                    Self::build(&resolver, &metadata, owner, |offer| {
-                        CachedProject::new(&project_name, owner, *page, validators, now, offer)
-                    })
+                // Rendering makes the form this request needs (for pip, uv, poetry and pdm the
+                // JSON's gzip) before the page is stored, so before its disk write competes
+                // with it for the CPU.
+                let (cached, rendering) = tokio::task::spawn_blocking(move || {
+                    let started = std::time::Instant::now();
+                    let cached = Self::build(&resolver, &metadata, owner, |offer| {
+                        CachedProject::new(&project_name, owner, *page, validators, now, offer, first)
+                    });
+                    // The HTML, if that is what was asked for: here, not in another trip.
+                    cached.rendered.prepare(first.media_type, first.gzip);
+                    (cached, started.elapsed())
                 })
                 .await
                 .expect("rendering a page does not panic");
@@ -408,7 +433,7 @@ impl PageCache {
                 let built = BuildTimes {
                     upstream: resolved.saturating_sub(parse_time),
                     parse: parse_time,
-                    render: made_in.map(|made| made.render).unwrap_or_default(),
+                    render: made_in.map_or(rendering, |made| made.render),
                     gzip: made_in.map(|made| made.gzip).unwrap_or_default(),
                 };
                 let cached = Arc::new(cached);
@@ -530,7 +555,15 @@ mod tests {
         page.files = (0..files)
             .map(|i| DistFile::new(format!("demo-1.{i}.tar.gz"), format!("https://f.example/{i:0200}")))
             .collect();
-        let cached = CachedProject::new(&project, 0, page, Default::default(), SystemTime::now(), None);
+        let cached = CachedProject::new(
+            &project,
+            0,
+            page,
+            Default::default(),
+            SystemTime::now(),
+            None,
+            FirstForm::CLIENTS,
+        );
         let weak = Arc::downgrade(&cached.page);
         (Arc::new(cached), weak)
     }

@@ -63,6 +63,20 @@ pub struct Rendered {
     pub made_in: Option<MadeIn>,
 }
 
+/// The form a page's first answer needs, made with the page; the others are made when a
+/// client asks for them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FirstForm {
+    pub media_type: MediaType,
+    pub gzip: bool,
+}
+
+impl FirstForm {
+    /// What pip, uv, poetry and pdm ask for, and so what a page made without a client waiting
+    /// for it (a background refresh, a re-render, a page read from disk) is made in.
+    pub const CLIENTS: FirstForm = FirstForm { media_type: MediaType::JsonV1, gzip: true };
+}
+
 /// Where the time of a page's first form went.
 #[derive(Debug, Clone, Copy)]
 pub struct MadeIn {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::{CACHE_HEADER, SERVER_TIMING_HEADER, STALE_HEADER, UPSTREAM_HEADER, decode_segment, redirect};
 use crate::body::{ResponseBody, empty, full};
-use crate::cache::rendered::{Rendered, Variant};
+use crate::cache::rendered::{FirstForm, Rendered, Variant};
 use crate::cache::{BuildTimes, CacheResult};
 use crate::error::ServeError;
 use crate::identity::Client;
@@ -51,8 +51,8 @@ pub async fn project(
     }
     let media_type = media_type(request)?;
     let forces = client_forces_revalidation(&request.headers);
-    let answer = state.index.page(&name, forces, client).await?;
     let gzip = accepts_gzip(&request.headers);
+    let answer = state.index.page(&name, forces, client, FirstForm { media_type, gzip }).await?;
     // Timed only for an answer that reports it (a miss): a hit reads no clock here.
     let encoding = answer.built.is_some().then(std::time::Instant::now);
     let (variant, made) = variant(&answer.project.rendered, media_type, gzip).await;
