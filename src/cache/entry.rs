@@ -158,7 +158,11 @@ pub fn cold_json_gzip(project: &ProjectName, page: Arc<ProjectPage>) -> bytes::B
     super::gzip::compress_source(&json, 1, true).body
 }
 
-/// A page's client JSON, written a few dozen entries at a time for [`super::gzip`].
+/// A page's client JSON, written a few dozen entries at a time for [`super::gzip`]. A form made
+/// from it later (the plain bytes, the level-6 gzip) is rendered again, with what the metadata
+/// store offers then, as the HTML always was; each form keeps its own strong ETag, and a page
+/// is rendered again under a new version soon after the store learns something
+/// ([`super::PageCache::rerender_soon`]).
 struct ClientJson {
     project: ProjectName,
     page: Arc<ProjectPage>,
