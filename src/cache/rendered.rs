@@ -1,14 +1,15 @@
 //! A page rendered once per version into every representation pipgate serves, so a cache hit
 //! is a copy of ready bytes: JSON and HTML, each plain and gzip-compressed, with their ETags.
 //!
-//! A page's JSON form is compressed as it is rendered, when the page is (see [`super::gzip`]):
-//! its plain bytes are made only for a client that asks for them uncompressed, which pip, uv,
-//! poetry and pdm never do. The HTML is rendered when a client first asks for it. A cold
-//! answer's gzip is level 1 (a few milliseconds, on two threads for a large page); the
-//! same form at level 6 (tens of milliseconds for thousands of files) is made in the
-//! background once the form is asked for a second time, so a page asked for once never pays
-//! for it and the CPU it takes never competes with the cold answer. Each encoding has its own
-//! strong ETag, so a client never sees two byte sequences under one tag.
+//! A page is made in the form its first client asked for ([`FirstForm`]). For gzip JSON, what
+//! pip, uv, poetry and pdm ask for, the JSON is compressed as it is rendered (see
+//! [`super::gzip`]) and its plain bytes are made only if a client asks for them uncompressed;
+//! for any other form the JSON is rendered plainly. The HTML is rendered when a client first
+//! asks for it. A cold answer's gzip is level 1 (a few milliseconds, on two threads for a
+//! large page); the same form at level 6 (tens of milliseconds for thousands of files) is
+//! made in the background once the form is asked for a second time, so a page asked for once
+//! never pays for it and the CPU it takes never competes with the cold answer. Each encoding
+//! has its own strong ETag, so a client never sees two byte sequences under one tag.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU32, Ordering};
