@@ -45,7 +45,9 @@ pub struct Served {
 /// waited for it: asking the upstreams (the owner rule, transfers included), parsing the
 /// owner's page, rendering the client JSON, and its first gzip. The last two interleave (each
 /// run of entries is compressed as it is rendered, a large page's halves on two threads), so
-/// each is the time spent in it, by the slower thread's count.
+/// each is the time spent in it, by the slower thread's count. For a first client that asked
+/// for another form ([`FirstForm`]), `render` is the time making it, compression included, and
+/// `gzip` is zero.
 #[derive(Debug, Clone, Copy)]
 pub struct BuildTimes {
     pub upstream: Duration,
