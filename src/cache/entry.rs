@@ -146,9 +146,7 @@ fn render(
     if first == FirstForm::CLIENTS {
         return Rendered::streamed(Arc::new(json), html);
     }
-    let mut plain = Vec::with_capacity(json.size_hint());
-    json.write(Part::Whole, &mut |chunk| plain.extend_from_slice(chunk));
-    Rendered::new(plain, html)
+    Rendered::new(json.to_vec(), html)
 }
 
 /// A page's client JSON gzipped as a cold page makes it: rendered a few dozen entries at a

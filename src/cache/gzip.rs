@@ -47,6 +47,13 @@ pub trait Source: Sync {
     fn write(&self, part: Part, sink: &mut dyn FnMut(&[u8]));
     /// About how many bytes the whole form holds.
     fn size_hint(&self) -> usize;
+
+    /// The whole form, made plainly (for a client that asks for it uncompressed).
+    fn to_vec(&self) -> Vec<u8> {
+        let mut plain = Vec::with_capacity(self.size_hint());
+        self.write(Part::Whole, &mut |chunk| plain.extend_from_slice(chunk));
+        plain
+    }
 }
 
 /// Which bytes of a [`Source`]: all, or one of two halves that joined are all of it.

@@ -235,9 +235,7 @@ impl Form {
     fn plain(&self) -> &Bytes {
         self.plain.get_or_init(|| {
             if let Some(source) = &self.source {
-                let mut plain = Vec::with_capacity(source.size_hint());
-                source.write(super::gzip::Part::Whole, &mut |chunk| plain.extend_from_slice(chunk));
-                return exact(plain);
+                return exact(source.to_vec());
             }
             let make = self.make.lock().expect("render lock").take();
             exact(make.map(|make| make()).unwrap_or_default())
