@@ -10,7 +10,7 @@ use super::rendered::{FirstForm, Rendered};
 use crate::pypi::ProjectName;
 use crate::pypi::rewrite::{ClientView, MetadataOffer, SharedOffer};
 use crate::pypi::simple::{
-    DistFile, JsonPiece, ProjectPage, render_project_html_with, render_project_json_piece,
+    DistFile, JsonPiece, ProjectPage, json_size_hint, render_project_html_with, render_project_json_piece,
 };
 use crate::upstream::Validators;
 
@@ -181,7 +181,7 @@ impl Source for ClientJson {
             Part::Second => (files / 2..files, false, true),
         };
         // A small page's whole JSON, else a chunk's worth.
-        let mut chunk = Vec::with_capacity(self.size_hint().min(ENTRIES_PER_CHUNK * 768 + 1024));
+        let mut chunk = Vec::with_capacity(self.size_hint().min(json_size_hint(ENTRIES_PER_CHUNK)));
         if head {
             render_project_json_piece(&mut chunk, &self.page, &view, JsonPiece::Head);
         }
@@ -201,9 +201,8 @@ impl Source for ClientJson {
         }
     }
 
-    /// What a PyPI entry takes, about.
     fn size_hint(&self) -> usize {
-        512 + self.page.files.len() * 700
+        json_size_hint(self.page.files.len())
     }
 }
 

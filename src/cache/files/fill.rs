@@ -201,9 +201,13 @@ impl TempFile {
     }
 }
 
-/// Makes a fill's temp file (blocking).
-fn create_temp(path: &std::path::Path) -> std::io::Result<Arc<File>> {
-    File::options().read(true).write(true).create_new(true).open(path).map(Arc::new)
+/// The fill's temp file: `made` if a write made it already, else made now at `path` (blocking;
+/// the first write does it, or the commit of an empty file).
+fn made_or_create(made: Option<Arc<File>>, path: &std::path::Path) -> std::io::Result<Arc<File>> {
+    match made {
+        Some(file) => Ok(file),
+        None => File::options().read(true).write(true).create_new(true).open(path).map(Arc::new),
+    }
 }
 
 /// How a fill leaves the store: removed from the fill map and its readers told, exactly once.
@@ -295,10 +299,7 @@ impl FillTask {
             );
             tokio::task::spawn_blocking(move || {
                 // An empty file had no write to make it.
-                let file = match made {
-                    Some(file) => file,
-                    None => create_temp(&temp)?,
-                };
+                let file = made_or_create(made, &temp)?;
                 file.sync_data()?;
                 store.commit(&sha, &temp, size)?;
                 Ok(file)
@@ -442,10 +443,7 @@ impl FillTask {
             let (made, temp, chunk) = (self.file.get().cloned(), self.end.temp_path.clone(), bytes.clone());
             let written = tokio::task::spawn_blocking(move || {
                 // The first write makes the file, in the same trip.
-                let file = match made {
-                    Some(file) => file,
-                    None => create_temp(&temp)?,
-                };
+                let file = made_or_create(made, &temp)?;
                 file.write_all_at(&chunk, offset).map(|()| file)
             })
             .await

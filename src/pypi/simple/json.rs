@@ -46,13 +46,17 @@ pub fn render_project_json(page: &ProjectPage) -> Vec<u8> {
 /// them. Keys come in the model's order; unknown keys of the page and of each file follow.
 /// Written directly (see [`json_text`]): this is most of a cold page's render.
 pub fn render_project_json_with(page: &ProjectPage, view: &dyn FileView) -> Vec<u8> {
-    // About what a PyPI entry takes (URL, two digests, upload time), so a large page grows
-    // its buffer rarely.
-    let mut out = Vec::with_capacity(512 + page.files.len() * 768);
+    let mut out = Vec::with_capacity(json_size_hint(page.files.len()));
     for piece in [JsonPiece::Head, JsonPiece::Files(0..page.files.len()), JsonPiece::Tail] {
         render_project_json_piece(&mut out, page, view, piece);
     }
     out
+}
+
+/// About how many bytes the JSON of a page of `files` files takes: what a PyPI entry takes (URL,
+/// two digests, upload time) each, so a buffer sized by it grows rarely.
+pub fn json_size_hint(files: usize) -> usize {
+    512 + files * 768
 }
 
 /// A run of a page's JSON, so a large page can be written (and compressed) a few entries at a

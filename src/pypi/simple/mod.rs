@@ -21,8 +21,8 @@ pub use html::{
     parse_project_html, parse_root_html, render_project_html, render_project_html_with, render_root_html,
 };
 pub use json::{
-    JsonPiece, parse_project_json, parse_root_json, render_project_json, render_project_json_piece,
-    render_project_json_with, render_root_json,
+    JsonPiece, json_size_hint, parse_project_json, parse_root_json, render_project_json,
+    render_project_json_piece, render_project_json_with, render_root_json,
 };
 
 use serde::{Deserialize, Serialize};
