@@ -584,12 +584,17 @@ impl ProjectPage {
             return;
         }
         // A set, not a scan of the list: a page of thousands of files has hundreds of versions.
+        // Files come grouped by version, so the one just seen is checked before the set's hash.
         let mut seen = std::collections::HashSet::new();
+        let mut last = None;
         for file in &self.files {
             if let Some(version) = version_from_filename(project, &file.filename)
-                && seen.insert(version)
+                && last != Some(version)
             {
-                self.versions.push(version.to_owned());
+                last = Some(version);
+                if seen.insert(version) {
+                    self.versions.push(version.to_owned());
+                }
             }
         }
     }
@@ -670,18 +675,49 @@ fn filename_from_url(url: &str) -> Option<String> {
 /// Whether a file name is a plain file name: not empty, no path separators, no control
 /// characters. Anything else on an upstream page is dropped rather than served.
 pub fn is_safe_filename(filename: &str) -> bool {
-    let plain_byte = |b: &u8| !matches!(b, b'/' | b'\\') && !b.is_ascii_control();
-    !filename.is_empty()
+    // One pass with no early exit, which the compiler vectorizes: a large page checks
+    // thousands of names, and a byte-at-a-time check was 9% of its parse's instructions.
+    let (mut unsafe_bytes, mut all_bytes) = (0u8, 0u8);
+    for &b in filename.as_bytes() {
+        unsafe_bytes |= u8::from((b < 0x20) | (b == 0x7f) | (b == b'/') | (b == b'\\'));
+        all_bytes |= b;
+    }
+    unsafe_bytes == 0
+        && !filename.is_empty()
         && filename != "."
         && filename != ".."
-        && filename.as_bytes().iter().all(plain_byte)
         // Non-ASCII control characters (U+0080 to U+009F) need the full check.
-        && (filename.is_ascii() || !filename.chars().any(char::is_control))
+        && (all_bytes.is_ascii() || !filename.chars().any(char::is_control))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass check agrees with the rule as written over chars, for every ASCII byte and
+    /// for non-ASCII control and non-control characters, anywhere in a name.
+    #[test]
+    fn safe_file_names_are_the_plain_ones() {
+        let rule = |name: &str| {
+            !name.is_empty()
+                && name != "."
+                && name != ".."
+                && !name.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+        };
+        let odd = ['\u{85}', '\u{9f}', '\u{a0}', '\u{e9}', '\u{2028}', '\u{1f600}'];
+        let characters = (0u8..0x80).map(char::from).chain(odd);
+        let mut unsafe_names = 0;
+        for c in characters {
+            for name in [format!("{c}"), format!("x-1.0{c}.whl"), format!("{c}x-1.0.tar.gz")] {
+                assert_eq!(is_safe_filename(&name), rule(&name), "{name:?}");
+                unsafe_names += usize::from(!rule(&name));
+            }
+        }
+        assert!(unsafe_names > 3 * 34, "control characters, DEL and both slashes are refused");
+        for name in ["", ".", "..", "...", "x-1.0.whl"] {
+            assert_eq!(is_safe_filename(name), rule(name), "{name:?}");
+        }
+    }
 
     /// The string split finds the segment the URL parser finds, for URLs as `absolute_url`
     /// returns them.
