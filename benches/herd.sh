@@ -92,10 +92,16 @@ print(v["Tcp.RetransSegs"], v.get("TcpExt.TCPTimeouts", 0), v.get("TcpExt.TCPRcv
 PY
 }
 upstream_gets() { grep -c "GET /files/herd-1.0.tar.gz" "$work/upstream.log" 2>/dev/null || true; }
-# Peak RSS in MiB of the given pids (summed), since the last reset_peak.
-peak_mib() { for pid in "$@"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null; done | awk '{s += $1} END {print int(s / 1024)}'; }
+# Peak RSS in MiB of the given pids (summed), since the last reset_peak. A pid that has gone
+# counts nothing (and must not stop the script under pipefail).
+peak_mib() {
+  for pid in "$@"; do awk '/VmHWM/ {print $2}' "/proc/$pid/status" 2>/dev/null || true; done |
+    awk '{s += $1} END {print int(s / 1024)}'
+}
 reset_peak() { for pid in "$@"; do echo 5 > "/proc/$pid/clear_refs" 2>/dev/null || true; done; }
-nginx_workers() { pgrep -P "$(cat "$work/nginx/nginx.pid")" | tr "\n" " " || true; }
+# nginx's worker processes, the ones that serve. Not every child: the cache loader exits about
+# a minute after the start, and a run that had watched it stopped in the next row's peak_mib.
+nginx_workers() { pgrep -P "$(cat "$work/nginx/nginx.pid")" -f 'worker process' | tr "\n" " " || true; }
 
 # herd KIND URL N: runs N clients of KIND on URL; prints "wall ttfb_p50 ttfb_p99 failures".
 herd() {
