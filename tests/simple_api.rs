@@ -60,9 +60,9 @@ fn fields_from_html(html: &str) -> Fields {
                 f.filename.clone(),
                 relative,
                 f.hashes["sha256"].to_owned(),
-                f.requires_python.clone().unwrap_or_default(),
+                f.requires_python.as_deref().unwrap_or_default().to_owned(),
                 match &f.yanked {
-                    pipgate::pypi::simple::Yanked::Reason(r) => r.clone(),
+                    pipgate::pypi::simple::Yanked::Reason(r) => r.to_string(),
                     pipgate::pypi::simple::Yanked::Flag(true) => "yanked".into(),
                     _ => String::new(),
                 },

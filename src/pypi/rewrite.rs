@@ -60,7 +60,7 @@ pub fn client_page(
     let mut page = upstream_page.clone();
     for (file, listed) in page.files.iter_mut().zip(&upstream_page.files) {
         file.url = view.url(listed).into_owned();
-        file.core_metadata = view.core_metadata(listed).map(Cow::into_owned);
+        file.set_core_metadata(view.core_metadata(listed).map(Cow::into_owned));
     }
     page
 }
@@ -191,6 +191,31 @@ mod tests {
                 serde_json::from_slice(&render_project_json_with(&upstream, &view)).unwrap();
             assert_eq!(rendered, derived);
         }
+    }
+
+    /// A wheel listed with `core-metadata: false` and PyPI's second spelling equal to it gets
+    /// pipgate's offer as its core metadata, and the second spelling stays as listed.
+    #[test]
+    fn offered_metadata_leaves_the_second_spelling_as_listed() {
+        let body = br#"{"meta":{"api-version":"1.1"},"name":"x","files":[
+            {"filename":"x-1.0-py3-none-any.whl","url":"https://f.test/x-1.0-py3-none-any.whl",
+             "hashes":{"sha256":"0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"},
+             "core-metadata":false,"data-dist-info-metadata":false}]}"#;
+        let base = url::Url::parse("https://feed.test/simple/x/").unwrap();
+        let upstream = parse_project_json(body, &base, "x").unwrap();
+        let project = ProjectName::new("x").unwrap();
+        let offer = |sha: &str| Some(CoreMetadata::Hashes([("sha256".to_owned(), sha.to_owned())].into()));
+        let copy = client_page(&upstream, &project, Some(&offer));
+        let sha256 = upstream.files[0].hashes["sha256"].to_owned();
+        assert_eq!(copy.files[0].core_metadata, offer(&sha256));
+        assert_eq!(
+            copy.files[0].data_dist_info_metadata(),
+            Some(crate::pypi::simple::ListedRef::Known(&CoreMetadata::Flag(false)))
+        );
+        let rendered: serde_json::Value =
+            serde_json::from_slice(&crate::pypi::simple::render_project_json(&copy)).unwrap();
+        assert_eq!(rendered["files"][0]["data-dist-info-metadata"], serde_json::json!(false));
+        assert_eq!(rendered["files"][0]["core-metadata"], serde_json::json!({ "sha256": sha256 }));
     }
 
     #[test]

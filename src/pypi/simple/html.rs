@@ -135,11 +135,11 @@ pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<Proj
             filename,
             url,
             hashes,
-            requires_python: link.requires_python,
+            requires_python: link.requires_python.map(String::into_boxed_str),
             yanked: match link.yanked {
                 None => Yanked::Flag(false),
                 Some(reason) if reason.is_empty() => Yanked::Flag(true),
-                Some(reason) => Yanked::Reason(reason),
+                Some(reason) => Yanked::Reason(reason.into_boxed_str()),
             },
             // PEP 714: the new attribute wins over the legacy one.
             core_metadata: link
@@ -150,8 +150,8 @@ pub fn parse_project_html(body: &[u8], base: &Url, project: &str) -> Result<Proj
             gpg_sig: link.gpg_sig.map(|v| v == "true"),
             size: None,
             upload_time: None,
-            provenance: link.provenance.and_then(|p| base.join(&p).ok()).map(String::from),
-            data_dist_info_metadata: None,
+            provenance: link.provenance.and_then(|p| base.join(&p).ok()).map(|url| String::from(url).into()),
+            data_dist_info: super::DataDistInfo::Absent,
             extra: Default::default(),
         });
     }

@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 use url::Url;
 
 use super::{
-    API_VERSION, AsIs, CoreMetadata, DistFile, FileView, ListedMetadata, PageError, ProjectList, ProjectPage,
+    API_VERSION, AsIs, CoreMetadata, DistFile, FileView, ListedRef, PageError, ProjectList, ProjectPage,
     Yanked, absolute_url, json_text,
 };
 
@@ -22,7 +22,7 @@ pub fn parse_project_json(body: &[u8], base: &Url, project: &str) -> Result<Proj
             file.hashes.insert_if_absent(&name, &digest);
         }
         if let Some(provenance) = &file.provenance {
-            file.provenance = base.join(provenance).ok().map(String::from);
+            file.provenance = base.join(provenance).ok().map(|url| String::from(url).into());
         }
     }
     page.finish_parse(project);
@@ -165,17 +165,17 @@ fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
         out.extend_from_slice(b",\"provenance\":");
         json_text::string(out, provenance);
     }
-    match &f.data_dist_info_metadata {
+    match f.data_dist_info_metadata() {
         None => {}
-        Some(ListedMetadata::Known(CoreMetadata::Flag(flag))) => {
+        Some(ListedRef::Known(CoreMetadata::Flag(flag))) => {
             out.extend_from_slice(b",\"data-dist-info-metadata\":");
             json_text::boolean(out, *flag);
         }
-        Some(ListedMetadata::Known(CoreMetadata::Hashes(listed))) => {
+        Some(ListedRef::Known(CoreMetadata::Hashes(listed))) => {
             out.extend_from_slice(b",\"data-dist-info-metadata\":");
             hashes(out, listed);
         }
-        Some(ListedMetadata::Other(value)) => {
+        Some(ListedRef::Other(value)) => {
             out.extend_from_slice(b",\"data-dist-info-metadata\":");
             json_text::value(out, value);
         }
@@ -312,14 +312,47 @@ mod tests {
         let page = parse_project_json(body.to_string().as_bytes(), &base(), "acme-core").unwrap();
         assert!(page.files.iter().all(|f| f.extra.is_empty()), "modelled, not kept as an unknown key");
         assert_eq!(
-            page.files[0].data_dist_info_metadata,
-            Some(ListedMetadata::Known(CoreMetadata::Hashes(
+            page.files[0].data_dist_info_metadata(),
+            Some(ListedRef::Known(&CoreMetadata::Hashes(
                 [("md5".to_owned(), "bb".to_owned()), ("sha256".to_owned(), "aa".to_owned())].into()
             )))
         );
         let rendered: Value = serde_json::from_slice(&render_project_json(&page)).unwrap();
         for (i, value) in listed.iter().enumerate() {
             assert_eq!(&rendered["files"][i]["data-dist-info-metadata"], value, "file {i}");
+        }
+    }
+
+    /// PyPI's second spelling of the metadata, equal to `core-metadata`, is held once whichever
+    /// key comes first, and still written as listed; a different value is held as its own.
+    #[test]
+    fn data_dist_info_metadata_equal_to_core_metadata_is_held_once() {
+        let entry = |i: usize, first: &str, second: &str| {
+            format!(
+                r#"{{"filename":"acme_core-1.{i}.tar.gz","url":"https://f.test/a","hashes":{{"sha256":"{SHA}"}},{first},{second}}}"#
+            )
+        };
+        const SHA: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+        let core = format!(r#""core-metadata":{{"sha256":"{SHA}"}}"#);
+        let same = format!(r#""data-dist-info-metadata":{{"sha256":"{SHA}"}}"#);
+        let other = r#""data-dist-info-metadata":{"sha256":"ff"}"#.to_owned();
+        let files = [entry(0, &core, &same), entry(1, &same, &core), entry(2, &core, &other)];
+        let body =
+            format!(r#"{{"meta":{{"api-version":"1.1"}},"name":"acme-core","files":[{}]}}"#, files.join(","));
+        let page = parse_project_json(body.as_bytes(), &base(), "acme-core").unwrap();
+        let held: Vec<_> = page.files.iter().map(|f| f.data_dist_info.clone()).collect();
+        assert_eq!(held[0], super::super::DataDistInfo::SameAsCore);
+        assert_eq!(held[1], super::super::DataDistInfo::SameAsCore, "the order of the keys does not matter");
+        assert!(matches!(held[2], super::super::DataDistInfo::Listed(_)));
+        assert!(page.files[0].held_bytes() < page.files[2].held_bytes());
+
+        let listed: Value = serde_json::from_str(&body).unwrap();
+        let rendered: Value = serde_json::from_slice(&render_project_json(&page)).unwrap();
+        let derived = serde_json::to_value(&page).unwrap();
+        for i in 0..3 {
+            let want = &listed["files"][i]["data-dist-info-metadata"];
+            assert_eq!(&rendered["files"][i]["data-dist-info-metadata"], want, "rendered, file {i}");
+            assert_eq!(&derived["files"][i]["data-dist-info-metadata"], want, "serialized, file {i}");
         }
     }
 

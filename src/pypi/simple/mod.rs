@@ -84,43 +84,96 @@ pub struct ProjectPage {
     pub extra: Map<String, Value>,
 }
 
-/// One distribution file of a project. Read by [`DistFile`]'s own `Deserialize` (below), which
-/// matches the same keys as the serde attributes here.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// One distribution file of a project. Read by [`DistFile`]'s own `Deserialize` and written
+/// through [`FileFields`] (below), under the keys PEP 691 and its successors give them.
+#[derive(Debug, Clone, PartialEq)]
 pub struct DistFile {
     pub filename: String,
     pub url: String,
-    #[serde(default)]
     pub hashes: Hashes,
-    #[serde(rename = "requires-python", default, skip_serializing_if = "Option::is_none")]
-    pub requires_python: Option<String>,
+    pub requires_python: Option<Box<str>>,
     /// PEP 592: `false`, `true`, or the reason (which implies yanked).
-    #[serde(default, skip_serializing_if = "Yanked::is_no")]
     pub yanked: Yanked,
     /// PEP 658/714: whether (and with which hashes) a `.metadata` file sits beside this file.
     /// Read from `core-metadata`, else the legacy `dist-info-metadata` (PEP 714: the new key
     /// wins). Held once: the renderers write it under both keys, so old and new clients agree.
-    #[serde(rename = "core-metadata", default, skip_serializing_if = "Option::is_none")]
+    /// Changed through [`DistFile::set_core_metadata`], which keeps `data-dist-info-metadata`
+    /// as listed when it was held as the same value.
     pub core_metadata: Option<CoreMetadata>,
-    #[serde(rename = "gpg-sig", default, skip_serializing_if = "Option::is_none")]
     pub gpg_sig: Option<bool>,
     /// PEP 700.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<u64>,
     /// PEP 700.
-    #[serde(rename = "upload-time", default, skip_serializing_if = "Option::is_none")]
-    pub upload_time: Option<String>,
+    pub upload_time: Option<Box<str>>,
     /// PEP 740: URL of the provenance object.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub provenance: Option<String>,
+    pub provenance: Option<Box<str>>,
     /// `data-dist-info-metadata`, as PyPI also spells the metadata key in JSON (the HTML
-    /// attribute's name), passed through as listed. Modelled rather than left in `extra`:
-    /// PyPI lists it for nearly every file, and a generic JSON object per file cost several
-    /// hundred bytes of a large page's memory and a tenth of its parse.
-    #[serde(rename = "data-dist-info-metadata", default, skip_serializing_if = "Option::is_none")]
-    pub data_dist_info_metadata: Option<ListedMetadata>,
-    #[serde(flatten)]
+    /// attribute's name), passed through as listed: read it with
+    /// [`DistFile::data_dist_info_metadata`]. Modelled rather than left in `extra`: PyPI lists
+    /// it for nearly every file, and a generic JSON object per file cost several hundred bytes
+    /// of a large page's memory and a tenth of its parse.
+    data_dist_info: DataDistInfo,
     pub extra: UnknownKeys,
+}
+
+/// How a file's `data-dist-info-metadata` is held. PyPI lists it for nearly every file with the
+/// same value as `core-metadata`: that case is a marker, not a second copy, which cost 64 of
+/// each entry's bytes.
+#[derive(Debug, Clone, Default, PartialEq)]
+enum DataDistInfo {
+    #[default]
+    Absent,
+    /// Listed, equal to the file's `core_metadata` (which [`DistFile::set_core_metadata`]
+    /// keeps true: it writes the value out before changing the metadata).
+    SameAsCore,
+    Listed(Box<ListedMetadata>),
+}
+
+/// A file entry as written by `Serialize`: the model's keys, `data-dist-info-metadata` as
+/// listed, and unknown keys after them.
+#[derive(Serialize)]
+struct FileFields<'a> {
+    filename: &'a str,
+    url: &'a str,
+    hashes: &'a Hashes,
+    #[serde(rename = "requires-python", skip_serializing_if = "Option::is_none")]
+    requires_python: Option<&'a str>,
+    #[serde(skip_serializing_if = "Yanked::is_no")]
+    yanked: &'a Yanked,
+    #[serde(rename = "core-metadata", skip_serializing_if = "Option::is_none")]
+    core_metadata: Option<&'a CoreMetadata>,
+    #[serde(rename = "gpg-sig", skip_serializing_if = "Option::is_none")]
+    gpg_sig: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<u64>,
+    #[serde(rename = "upload-time", skip_serializing_if = "Option::is_none")]
+    upload_time: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    provenance: Option<&'a str>,
+    #[serde(rename = "data-dist-info-metadata", skip_serializing_if = "Option::is_none")]
+    data_dist_info_metadata: Option<ListedRef<'a>>,
+    #[serde(flatten)]
+    extra: &'a UnknownKeys,
+}
+
+impl Serialize for DistFile {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        FileFields {
+            filename: &self.filename,
+            url: &self.url,
+            hashes: &self.hashes,
+            requires_python: self.requires_python.as_deref(),
+            yanked: &self.yanked,
+            core_metadata: self.core_metadata.as_ref(),
+            gpg_sig: self.gpg_sig,
+            size: self.size,
+            upload_time: self.upload_time.as_deref(),
+            provenance: self.provenance.as_deref(),
+            data_dist_info_metadata: self.data_dist_info_metadata(),
+            extra: &self.extra,
+        }
+        .serialize(serializer)
+    }
 }
 
 /// Keys of a file entry this version of pipgate does not know, in the order listed. Boxed:
@@ -172,6 +225,15 @@ impl std::ops::Index<&str> for UnknownKeys {
 pub enum ListedMetadata {
     Known(CoreMetadata),
     Other(Value),
+}
+
+/// A [`ListedMetadata`] borrowed from its file, as [`DistFile::data_dist_info_metadata`] reads
+/// it: whichever way the file holds it, without a copy.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum ListedRef<'a> {
+    Known(&'a CoreMetadata),
+    Other(&'a Value),
 }
 
 impl<'de> Deserialize<'de> for ListedMetadata {
@@ -234,7 +296,7 @@ impl<'de> Deserialize<'de> for ListedMetadata {
 #[serde(untagged)]
 pub enum Yanked {
     Flag(bool),
-    Reason(String),
+    Reason(Box<str>),
 }
 
 impl Default for Yanked {
@@ -332,7 +394,8 @@ impl<'de> Deserialize<'de> for DistFile {
             }
             fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<DistFile, A::Error> {
                 use serde::de::Error;
-                let (mut filename, mut url, mut legacy_metadata) = (None, None, None);
+                let (mut filename, mut url, mut legacy_metadata, mut data_dist_info) =
+                    (None, None, None, None);
                 let mut file = DistFile::new(String::new(), String::new());
                 while let Some(key) = map.next_key::<FileKey>()? {
                     match key {
@@ -349,7 +412,7 @@ impl<'de> Deserialize<'de> for DistFile {
                         FileKey::Size => file.size = map.next_value()?,
                         FileKey::UploadTime => file.upload_time = map.next_value()?,
                         FileKey::Provenance => file.provenance = map.next_value()?,
-                        FileKey::DataDistInfoMetadata => file.data_dist_info_metadata = map.next_value()?,
+                        FileKey::DataDistInfoMetadata => data_dist_info = map.next_value()?,
                         FileKey::Other(key) => {
                             file.extra.insert(key, map.next_value()?);
                         }
@@ -358,6 +421,7 @@ impl<'de> Deserialize<'de> for DistFile {
                 file.filename = filename.ok_or_else(|| A::Error::missing_field("filename"))?;
                 file.url = url.ok_or_else(|| A::Error::missing_field("url"))?;
                 file.core_metadata = file.core_metadata.or(legacy_metadata);
+                file.set_data_dist_info_metadata(data_dist_info);
                 Ok(file)
             }
         }
@@ -380,10 +444,10 @@ impl<'de> Deserialize<'de> for Yanked {
                 Ok(Yanked::Flag(yanked))
             }
             fn visit_str<E>(self, reason: &str) -> Result<Yanked, E> {
-                Ok(Yanked::Reason(reason.to_owned()))
+                Ok(Yanked::Reason(reason.into()))
             }
             fn visit_string<E>(self, reason: String) -> Result<Yanked, E> {
-                Ok(Yanked::Reason(reason))
+                Ok(Yanked::Reason(reason.into_boxed_str()))
             }
             /// `null`: not yanked, as an absent key.
             fn visit_unit<E>(self) -> Result<Yanked, E> {
@@ -500,15 +564,49 @@ impl DistFile {
             size: None,
             upload_time: None,
             provenance: None,
-            data_dist_info_metadata: None,
+            data_dist_info: DataDistInfo::Absent,
             extra: UnknownKeys::default(),
         }
+    }
+
+    /// `data-dist-info-metadata` as the upstream listed it.
+    pub fn data_dist_info_metadata(&self) -> Option<ListedRef<'_>> {
+        match &self.data_dist_info {
+            DataDistInfo::Absent => None,
+            DataDistInfo::SameAsCore => self.core_metadata.as_ref().map(ListedRef::Known),
+            DataDistInfo::Listed(listed) => Some(match listed.as_ref() {
+                ListedMetadata::Known(metadata) => ListedRef::Known(metadata),
+                ListedMetadata::Other(value) => ListedRef::Other(value),
+            }),
+        }
+    }
+
+    /// Sets `data-dist-info-metadata` as listed: held as a marker when it equals
+    /// `core_metadata`, so set that first.
+    pub fn set_data_dist_info_metadata(&mut self, listed: Option<ListedMetadata>) {
+        self.data_dist_info = match listed {
+            None => DataDistInfo::Absent,
+            Some(ListedMetadata::Known(known)) if self.core_metadata.as_ref() == Some(&known) => {
+                DataDistInfo::SameAsCore
+            }
+            Some(listed) => DataDistInfo::Listed(Box::new(listed)),
+        };
+    }
+
+    /// Changes the file's core metadata, keeping `data-dist-info-metadata` as it was listed
+    /// (the client page offers metadata for a wheel that its upstream lists without).
+    pub fn set_core_metadata(&mut self, metadata: Option<CoreMetadata>) {
+        if self.data_dist_info == DataDistInfo::SameAsCore {
+            let listed = self.core_metadata.take().map(ListedMetadata::Known);
+            self.data_dist_info = listed.map_or(DataDistInfo::Absent, |l| DataDistInfo::Listed(Box::new(l)));
+        }
+        self.core_metadata = metadata;
     }
 
     /// Bytes this entry holds, inline and on the heap: an estimate for the page cache's
     /// weigher, so its memory cap holds for the parsed form as well as the rendered ones.
     pub fn held_bytes(&self) -> usize {
-        let optional = |text: &Option<String>| text.as_deref().map_or(0, text_bytes);
+        let optional = |text: &Option<Box<str>>| text.as_deref().map_or(0, text_bytes);
         size_of::<DistFile>()
             + text_bytes(&self.filename)
             + text_bytes(&self.url)
@@ -521,10 +619,16 @@ impl DistFile {
             + self.core_metadata.as_ref().map_or(0, CoreMetadata::heap_bytes)
             + optional(&self.upload_time)
             + optional(&self.provenance)
-            + match &self.data_dist_info_metadata {
-                Some(ListedMetadata::Known(metadata)) => metadata.heap_bytes(),
-                Some(ListedMetadata::Other(value)) => value_bytes(value),
-                None => 0,
+            + match &self.data_dist_info {
+                DataDistInfo::Absent | DataDistInfo::SameAsCore => 0,
+                DataDistInfo::Listed(listed) => {
+                    size_of::<ListedMetadata>()
+                        + PER_ALLOCATION
+                        + match listed.as_ref() {
+                            ListedMetadata::Known(metadata) => metadata.heap_bytes(),
+                            ListedMetadata::Other(value) => value_bytes(value),
+                        }
+                }
             }
             + self.extra.heap_bytes()
     }
