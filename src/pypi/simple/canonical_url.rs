@@ -59,26 +59,7 @@ fn simply_plain_path(bytes: &[u8]) -> bool {
 
 /// `PATH`'s bytes, as comparisons rather than a table lookup, so that a pass vectorizes.
 fn is_plain_path_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        | matches!(
-            b,
-            b'-' | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-                | b'/'
-        )
+    is_plain_byte(b) | (b == b'/')
 }
 
 /// [`plain_path_and_query`] for any path, one byte at a time.
@@ -120,32 +101,36 @@ fn is_dot_segment_at(path: &[u8], at: usize) -> bool {
         && (ends_segment(at + 1) || (path.get(at + 1) == Some(&b'.') && ends_segment(at + 2)))
 }
 
-/// Bytes kept as they are: RFC 3986 unreserved and sub-delimiter characters, `:`, `@` and
-/// `extra`. Nothing that parsing percent-encodes, decodes or treats as a separator.
+/// A byte kept as it is: an RFC 3986 unreserved or sub-delimiter character, `:` or `@`.
+/// Nothing that parsing percent-encodes, decodes or treats as a separator.
+const fn is_plain_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        | matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
+}
+
+/// A table of the plain bytes and `extra`.
 const fn plain_bytes(extra: &[u8]) -> [bool; 256] {
     let mut table = [false; 256];
     let mut b = 0;
     while b < 256 {
-        let c = b as u8;
-        table[b] = c.is_ascii_alphanumeric()
-            || matches!(
-                c,
-                b'-' | b'.'
-                    | b'_'
-                    | b'~'
-                    | b'!'
-                    | b'$'
-                    | b'&'
-                    | b'('
-                    | b')'
-                    | b'*'
-                    | b'+'
-                    | b','
-                    | b';'
-                    | b'='
-                    | b':'
-                    | b'@'
-            );
+        table[b] = is_plain_byte(b as u8);
         b += 1;
     }
     let mut i = 0;
@@ -195,7 +180,8 @@ mod tests {
         }
     }
 
-    /// The comparisons of the vectorized pass accept exactly the table's path bytes.
+    /// The comparisons of the vectorized pass accept exactly the table's path bytes (its
+    /// plain bytes and its extra `/`).
     #[test]
     fn plain_path_bytes_are_the_table() {
         for b in 0..=255u8 {
