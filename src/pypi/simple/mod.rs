@@ -119,9 +119,8 @@ pub struct DistFile {
 /// How a file's `data-dist-info-metadata` is held. PyPI lists it for nearly every file with the
 /// same value as `core-metadata`: that case is a marker, not a second copy, which cost 64 of
 /// each entry's bytes.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 enum DataDistInfo {
-    #[default]
     Absent,
     /// Listed, equal to the file's `core_metadata` (which [`DistFile::set_core_metadata`]
     /// keeps true: it writes the value out before changing the metadata).
