@@ -143,10 +143,7 @@ fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
     if let Some(metadata) = view.core_metadata(f) {
         for key in [&b",\"core-metadata\":"[..], b",\"dist-info-metadata\":"] {
             out.extend_from_slice(key);
-            match metadata.as_ref() {
-                CoreMetadata::Flag(flag) => json_text::boolean(out, *flag),
-                CoreMetadata::Hashes(listed) => hashes(out, listed),
-            }
+            core_metadata(out, &metadata);
         }
     }
     if let Some(gpg_sig) = f.gpg_sig {
@@ -165,23 +162,23 @@ fn render_file(out: &mut Vec<u8>, f: &DistFile, view: &dyn FileView) {
         out.extend_from_slice(b",\"provenance\":");
         json_text::string(out, provenance);
     }
-    match f.data_dist_info_metadata() {
-        None => {}
-        Some(ListedRef::Known(CoreMetadata::Flag(flag))) => {
-            out.extend_from_slice(b",\"data-dist-info-metadata\":");
-            json_text::boolean(out, *flag);
-        }
-        Some(ListedRef::Known(CoreMetadata::Hashes(listed))) => {
-            out.extend_from_slice(b",\"data-dist-info-metadata\":");
-            hashes(out, listed);
-        }
-        Some(ListedRef::Other(value)) => {
-            out.extend_from_slice(b",\"data-dist-info-metadata\":");
-            json_text::value(out, value);
+    if let Some(listed) = f.data_dist_info_metadata() {
+        out.extend_from_slice(b",\"data-dist-info-metadata\":");
+        match listed {
+            ListedRef::Known(metadata) => core_metadata(out, metadata),
+            ListedRef::Other(value) => json_text::value(out, value),
         }
     }
     json_text::extra_entries(out, f.extra.iter());
     out.push(b'}');
+}
+
+/// A metadata value: `true`/`false`, or its table of hashes.
+fn core_metadata(out: &mut Vec<u8>, metadata: &CoreMetadata) {
+    match metadata {
+        CoreMetadata::Flag(flag) => json_text::boolean(out, *flag),
+        CoreMetadata::Hashes(listed) => hashes(out, listed),
+    }
 }
 
 fn hashes(out: &mut Vec<u8>, hashes: &super::Hashes) {
@@ -321,6 +318,28 @@ mod tests {
         for (i, value) in listed.iter().enumerate() {
             assert_eq!(&rendered["files"][i]["data-dist-info-metadata"], value, "file {i}");
         }
+    }
+
+    /// Versions derived from file names come once each, in first-seen order, also when a
+    /// version's files are not listed together.
+    #[test]
+    fn derived_versions_are_each_listed_once() {
+        let names = [
+            "acme_core-1.0-py3-none-any.whl",
+            "acme_core-1.0.tar.gz",
+            "acme_core-1.1-py3-none-any.whl",
+            "acme_core-1.0-cp312-cp312-manylinux_2_17_x86_64.whl",
+            "acme_core-1.2.tar.gz",
+            "acme_core-1.1.tar.gz",
+        ];
+        let files: Vec<String> = names
+            .iter()
+            .map(|name| format!(r#"{{"filename":"{name}","url":"https://f.test/{name}"}}"#))
+            .collect();
+        let body =
+            format!(r#"{{"meta":{{"api-version":"1.0"}},"name":"acme-core","files":[{}]}}"#, files.join(","));
+        let page = parse_project_json(body.as_bytes(), &base(), "acme-core").unwrap();
+        assert_eq!(page.versions, ["1.0", "1.1", "1.2"]);
     }
 
     /// PyPI's second spelling of the metadata, equal to `core-metadata`, is held once whichever

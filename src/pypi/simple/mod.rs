@@ -582,7 +582,7 @@ impl DistFile {
 
     /// Sets `data-dist-info-metadata` as listed: held as a marker when it equals
     /// `core_metadata`, so set that first.
-    pub fn set_data_dist_info_metadata(&mut self, listed: Option<ListedMetadata>) {
+    fn set_data_dist_info_metadata(&mut self, listed: Option<ListedMetadata>) {
         self.data_dist_info = match listed {
             None => DataDistInfo::Absent,
             Some(ListedMetadata::Known(known)) if self.core_metadata.as_ref() == Some(&known) => {
